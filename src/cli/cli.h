@@ -1,0 +1,13 @@
+#ifndef POSTERN_CLI_H
+#define POSTERN_CLI_H
+
+/* The postern command's subcommands; each returns the process exit status. */
+
+/* Returns the configuration file to use: --config/-c, else $POSTERN_CONFIG, else the default. */
+const char *cli_config_path(const char *given);
+/* "postern config check|dump [-v]" */
+int cli_config(int argc, char **argv);
+/* "postern sendmail ..." and the "sendmail" name: sendmail-compatible submission. */
+int cli_sendmail(int argc, char **argv);
+
+#endif

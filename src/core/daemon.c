@@ -1,0 +1,289 @@
+#include "core/daemon.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+
+#include "conf/config.h"
+#include "net/cidr.h"
+#include "net/listener.h"
+#include "net/tls.h"
+#include "queue/commit.h"
+#include "queue/pickup.h"
+#include "queue/spool.h"
+#include "smtp/server.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+struct daemon_listen {
+	struct daemon *d;
+	bool lmtp;
+};
+
+struct daemon {
+	char *config_path;
+	struct config *conf;
+	char hostname[256];
+	struct smtp_context ctx;
+	struct smtp_server *server;
+	struct pickup *pickup;
+	struct listener **listeners;
+	size_t nlisteners;
+	struct daemon_listen smtp_arg, lmtp_arg;
+	struct event *signals[3];
+	struct event *drain_timer;
+	int64_t drain_deadline_us;
+	bool stopping;
+};
+
+static void daemon_set_hostname(struct daemon *d)
+{
+	if (d->conf->hostname[0] != '\0')
+		snprintf(d->hostname, sizeof(d->hostname), "%s", d->conf->hostname);
+	else if (gethostname(d->hostname, sizeof(d->hostname) - 1) < 0)
+		snprintf(d->hostname, sizeof(d->hostname), "localhost");
+}
+
+static void daemon_apply_log_level(const struct config *conf)
+{
+	enum log_level level = LOG_LEVEL_INFO;
+	log_level_parse(conf->log_level, &level);
+	log_init("postern", level);
+}
+
+/* Returns the parsed mynetworks; the config loader has validated every item already. */
+static struct cidr *daemon_mynetworks(const struct config *conf, int *n_r)
+{
+	int n = 0;
+	while (conf->mynetworks[n] != NULL)
+		n++;
+	struct cidr *nets = xcalloc((size_t)n + 1, sizeof(*nets));
+	for (int i = 0; i < n; i++) {
+		if (cidr_parse(conf->mynetworks[i], &nets[i]) < 0)
+			log_fatal("mynetworks: bad network %s", conf->mynetworks[i]);
+	}
+	*n_r = n;
+	return nets;
+}
+
+/* Returns a TLS context when certificate and key are configured, NULL when they are not.
+   With fatal unset (reload), a broken one is logged and old_ctx kept. */
+static SSL_CTX *daemon_tls(const struct config *conf, SSL_CTX *old_ctx, bool fatal)
+{
+	if (conf->tls_cert_file[0] == '\0')
+		return NULL;
+	const char *error;
+	SSL_CTX *ctx = tls_server_ctx_new(conf->tls_cert_file, conf->tls_key_file, &error);
+	if (ctx != NULL)
+		return ctx;
+	if (fatal)
+		log_fatal("TLS: %s", error);
+	log_error("TLS: %s; keeping the previous certificate", error);
+	if (old_ctx != NULL)
+		SSL_CTX_up_ref(old_ctx);
+	return old_ctx;
+}
+
+static void daemon_accept(void *arg, int fd, const struct sockaddr *sa, int salen)
+{
+	struct daemon_listen *l = arg;
+	smtp_server_accept(l->d->server, fd, sa, salen, l->lmtp);
+}
+
+static void daemon_close_listeners(struct daemon *d)
+{
+	for (size_t i = 0; i < d->nlisteners; i++)
+		listener_free(&d->listeners[i]);
+	free(d->listeners);
+	d->listeners = NULL;
+	d->nlisteners = 0;
+}
+
+static int daemon_listen_list(struct daemon *d, char **specs, struct daemon_listen *arg)
+{
+	int failures = 0;
+	for (char **spec = specs; *spec != NULL; spec++) {
+		const char *error;
+		struct listener *l = listener_new(d->ctx.base, *spec, daemon_accept, arg, &error);
+		if (l == NULL) {
+			log_error("cannot listen on %s: %s", *spec, error);
+			failures++;
+			continue;
+		}
+		d->listeners = xrealloc(d->listeners, (d->nlisteners + 1) * sizeof(*d->listeners));
+		d->listeners[d->nlisteners++] = l;
+		log_info("%s listening on %s", arg->lmtp ? "LMTP" : "SMTP", *spec);
+	}
+	return failures;
+}
+
+static int daemon_open_listeners(struct daemon *d)
+{
+	d->smtp_arg = (struct daemon_listen){ d, false };
+	d->lmtp_arg = (struct daemon_listen){ d, true };
+	return daemon_listen_list(d, d->conf->smtp_listen, &d->smtp_arg) +
+	       daemon_listen_list(d, d->conf->lmtp_listen, &d->lmtp_arg);
+}
+
+static bool daemon_lists_equal(char **a, char **b)
+{
+	for (; *a != NULL && *b != NULL; a++, b++) {
+		if (strcmp(*a, *b) != 0)
+			return false;
+	}
+	return *a == NULL && *b == NULL;
+}
+
+/* Settings take effect for the next command of every session; listeners are re-bound only
+   when their lists changed, so established sessions never notice a reload. */
+static void daemon_reload(struct daemon *d)
+{
+	struct config *conf;
+	char *errors;
+	if (config_load(d->config_path, &conf, &errors) < 0) {
+		log_error("reload failed, keeping the running configuration:\n%s", errors);
+		free(errors);
+		return;
+	}
+	if (strcmp(conf->state_dir, d->conf->state_dir) != 0)
+		log_warn("reload: state_dir changes only with a restart");
+	bool relisten = !daemon_lists_equal(conf->smtp_listen, d->conf->smtp_listen) ||
+			!daemon_lists_equal(conf->lmtp_listen, d->conf->lmtp_listen);
+	SSL_CTX *tls = daemon_tls(conf, d->ctx.tls, false);
+	SSL_CTX_free(d->ctx.tls);
+	d->ctx.tls = tls;
+	free(d->ctx.mynetworks);
+	d->ctx.mynetworks = daemon_mynetworks(conf, &d->ctx.nmynetworks);
+	config_free(&d->conf);
+	d->conf = conf;
+	d->ctx.conf = conf;
+	daemon_set_hostname(d);
+	daemon_apply_log_level(conf);
+	if (relisten) {
+		daemon_close_listeners(d);
+		daemon_open_listeners(d);
+	}
+	log_info("configuration reloaded from %s", d->config_path);
+}
+
+static void daemon_drain_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	unsigned sessions = smtp_server_sessions(d->server);
+	unsigned pending = committer_pending(d->ctx.committer);
+	if ((sessions == 0 && pending == 0) || time_now_us() >= d->drain_deadline_us) {
+		if (sessions > 0)
+			log_warn("shutdown timeout: closing %u sessions", sessions);
+		event_base_loopexit(d->ctx.base, NULL);
+	}
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	if (d->stopping) {
+		log_info("second stop signal: exiting now");
+		event_base_loopexit(d->ctx.base, NULL);
+		return;
+	}
+	d->stopping = true;
+	log_info("stopping: draining %u sessions", smtp_server_sessions(d->server));
+	daemon_close_listeners(d);
+	pickup_free(&d->pickup);
+	smtp_server_drain(d->server);
+	d->drain_deadline_us = time_now_us() + d->conf->shutdown_timeout * 1000000;
+	d->drain_timer = event_new(d->ctx.base, -1, EV_PERSIST, daemon_drain_check, d);
+	struct timeval tv = { 0, 100000 };
+	event_add(d->drain_timer, &tv);
+	daemon_drain_check(-1, 0, d);
+}
+
+static void daemon_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+	if (sig == SIGHUP)
+		daemon_reload(d);
+	else
+		daemon_stop(d);
+}
+
+static void daemon_signals(struct daemon *d)
+{
+	static const int sigs[3] = { SIGTERM, SIGINT, SIGHUP };
+	signal(SIGPIPE, SIG_IGN);
+	for (int i = 0; i < 3; i++) {
+		d->signals[i] = evsignal_new(d->ctx.base, sigs[i], daemon_signal, d);
+		event_add(d->signals[i], NULL);
+	}
+}
+
+static void daemon_setup(struct daemon *d)
+{
+	const char *error;
+	daemon_set_hostname(d);
+	daemon_apply_log_level(d->conf);
+	if (spool_open(d->conf->state_dir, &d->ctx.spool, &error) < 0)
+		log_fatal("%s", error);
+	long n = spool_recover(d->ctx.spool);
+	if (n < 0)
+		log_fatal("cannot read the spool under %s", d->conf->state_dir);
+	log_info("spool %s: %ld messages queued", spool_root(d->ctx.spool), n);
+	evthread_use_pthreads();
+	d->ctx.base = event_base_new();
+	if (d->ctx.base == NULL)
+		log_fatal("cannot create the event loop");
+	d->ctx.conf = d->conf;
+	d->ctx.hostname = d->hostname;
+	d->ctx.queue = SPOOL_INCOMING;
+	d->ctx.tls = daemon_tls(d->conf, NULL, true);
+	d->ctx.mynetworks = daemon_mynetworks(d->conf, &d->ctx.nmynetworks);
+	d->ctx.committer = committer_new(d->ctx.base, d->ctx.spool);
+	d->server = smtp_server_new(&d->ctx);
+	d->pickup = pickup_new(&d->ctx);
+	daemon_signals(d);
+	if (daemon_open_listeners(d) > 0)
+		log_fatal("cannot open every listener; see above");
+}
+
+static void daemon_teardown(struct daemon *d)
+{
+	daemon_close_listeners(d);
+	pickup_free(&d->pickup);
+	committer_free(&d->ctx.committer);
+	smtp_server_free(&d->server);
+	for (int i = 0; i < 3; i++)
+		event_free(d->signals[i]);
+	if (d->drain_timer != NULL)
+		event_free(d->drain_timer);
+	SSL_CTX_free(d->ctx.tls);
+	free(d->ctx.mynetworks);
+	spool_free(&d->ctx.spool);
+	event_base_free(d->ctx.base);
+	config_free(&d->conf);
+	free(d->config_path);
+}
+
+int daemon_run(const char *config_path)
+{
+	struct daemon d = { 0 };
+	char *errors;
+	if (config_load(config_path, &d.conf, &errors) < 0) {
+		fprintf(stderr, "%s", errors);
+		free(errors);
+		log_fatal("configuration errors in %s; not starting", config_path);
+	}
+	d.config_path = xstrdup(config_path);
+	daemon_setup(&d);
+	log_info("postern %s started (pid %d), hostname %s", POSTERN_VERSION, (int)getpid(), d.hostname);
+	event_base_dispatch(d.ctx.base);
+	daemon_teardown(&d);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,210 @@
+#include "queue/commit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "queue/spool.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+struct commit_req {
+	struct qfile *qf;
+	const char *queue;
+	commit_cb *cb;
+	void *arg;
+	int result;
+	char dest[4096];
+	struct commit_req *next;
+};
+
+struct committer {
+	const struct spool *spool;
+	int rootfd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct commit_req *pending, *done;
+	bool stopping;
+	unsigned outstanding; /* touched on the loop thread only */
+	struct event *done_ev;
+};
+
+static void commit_fail(struct commit_req *r, int err)
+{
+	if (r->result == 0)
+		r->result = err ? err : EIO;
+}
+
+/* Phase 1: the content of every file reaches the disk. One file: its own fsync. A batch: one
+   syncfs covers all of them at the price of one journal commit. */
+static void commit_sync_data(struct committer *c, struct commit_req *batch)
+{
+	if (batch->next == NULL) {
+		if (fsync(qfile_fd(batch->qf)) < 0)
+			commit_fail(batch, errno);
+		return;
+	}
+	if (syncfs(c->rootfd) == 0)
+		return;
+	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		if (fsync(qfile_fd(r->qf)) < 0)
+			commit_fail(r, errno);
+	}
+}
+
+static void commit_rename(struct committer *c, struct commit_req *r)
+{
+	const char *id = qfile_id(r->qf);
+	if (r->result == 0 && spool_path(c->spool, r->queue, id, r->dest, sizeof(r->dest)) < 0)
+		commit_fail(r, ENAMETOOLONG);
+	if (r->result == 0 && rename(qfile_tmp_path(r->qf), r->dest) < 0)
+		commit_fail(r, errno);
+	if (r->result != 0)
+		qfile_abort(&r->qf);
+}
+
+/* Phase 3: the renames reach the disk. A failure here leaves the message unacknowledged, so
+   its file is taken back out of the queue rather than delivered behind the client's back. */
+static void commit_sync_dirs(struct committer *c, struct commit_req *batch)
+{
+	int rc = 0;
+	if (batch->next == NULL && batch->result == 0) {
+		char dir[4096];
+		spool_dir(c->spool, batch->queue, qfile_id(batch->qf), dir, sizeof(dir));
+		rc = fs_fsync_dir(dir);
+	} else if (batch->next != NULL) {
+		rc = syncfs(c->rootfd);
+	}
+	int err = errno;
+	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		if (rc < 0 && r->result == 0) {
+			commit_fail(r, err);
+			unlink(r->dest);
+		}
+		qfile_close(&r->qf);
+	}
+}
+
+static void commit_batch(struct committer *c, struct commit_req *batch)
+{
+	commit_sync_data(c, batch);
+	for (struct commit_req *r = batch; r != NULL; r = r->next)
+		commit_rename(c, r);
+	commit_sync_dirs(c, batch);
+}
+
+static struct commit_req *commit_reverse(struct commit_req *list)
+{
+	struct commit_req *out = NULL;
+	while (list != NULL) {
+		struct commit_req *next = list->next;
+		list->next = out;
+		out = list;
+		list = next;
+	}
+	return out;
+}
+
+static void *commit_thread(void *arg)
+{
+	struct committer *c = arg;
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		while (c->pending == NULL && !c->stopping)
+			pthread_cond_wait(&c->cond, &c->lock);
+		if (c->pending == NULL)
+			break;
+		struct commit_req *batch = commit_reverse(c->pending);
+		c->pending = NULL;
+		pthread_mutex_unlock(&c->lock);
+		commit_batch(c, batch);
+		pthread_mutex_lock(&c->lock);
+		struct commit_req *last = batch;
+		while (last->next != NULL)
+			last = last->next;
+		last->next = c->done;
+		c->done = batch;
+		event_active(c->done_ev, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+static void commit_report(evutil_socket_t fd, short what, void *arg)
+{
+	struct committer *c = arg;
+	pthread_mutex_lock(&c->lock);
+	struct commit_req *list = commit_reverse(c->done);
+	c->done = NULL;
+	pthread_mutex_unlock(&c->lock);
+	while (list != NULL) {
+		struct commit_req *r = list;
+		list = r->next;
+		c->outstanding--;
+		r->cb(r->arg, r->result);
+		free(r);
+	}
+}
+
+struct committer *committer_new(struct event_base *base, const struct spool *spool)
+{
+	struct committer *c = xcalloc(1, sizeof(*c));
+	c->spool = spool;
+	c->rootfd = open(spool_root(spool), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->rootfd < 0)
+		log_fatal("cannot open spool %s: %s", spool_root(spool), strerror(errno));
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	c->done_ev = event_new(base, -1, 0, commit_report, c);
+	if (pthread_create(&c->thread, NULL, commit_thread, c) != 0)
+		log_fatal("cannot start the committer thread");
+	return c;
+}
+
+void committer_submit(struct committer *c, struct qfile *qf, const char *queue, commit_cb *cb,
+		      void *arg)
+{
+	struct commit_req *r = xcalloc(1, sizeof(*r));
+	r->qf = qf;
+	r->queue = queue;
+	r->cb = cb;
+	r->arg = arg;
+	c->outstanding++;
+	pthread_mutex_lock(&c->lock);
+	r->next = c->pending;
+	c->pending = r;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+}
+
+unsigned committer_pending(const struct committer *c)
+{
+	return c->outstanding;
+}
+
+void committer_free(struct committer **cp)
+{
+	struct committer *c = *cp;
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stopping = true;
+	pthread_cond_signal(&c->cond);
+	pthread_mutex_unlock(&c->lock);
+	pthread_join(c->thread, NULL);
+	commit_report(-1, 0, c);
+	event_free(c->done_ev);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	close(c->rootfd);
+	xfree(cp);
+}

@@ -1,0 +1,91 @@
+#ifndef POSTERN_QFILE_H
+#define POSTERN_QFILE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "queue/queue_id.h"
+
+struct spool;
+
+/* A queue file (DESIGN.md 3) is self-describing: a text envelope of "key value" records, one
+   "rcpt" record per recipient with a one-letter state that delivery updates in place, the
+   line "content", the message in wire form (CRLF lines, dot-unstuffed), and a fixed-length
+   trailer "\nPOSTERN-END <16 hex digits of the content size>\n". A file whose trailer does not
+   match its size is torn or foreign. */
+
+#define QFILE_MAGIC "POSTERN-QUEUE 1"
+#define QFILE_TRAILER_LEN 30
+
+enum qfile_rcpt_state { QFILE_RCPT_QUEUED = 'Q' };
+
+struct queue_rcpt {
+	char *address;   /* mailbox, never empty */
+	unsigned notify; /* smtp_notify bits */
+	char *orcpt;     /* "type;xtext" as received, or NULL */
+	char state;      /* enum qfile_rcpt_state */
+};
+
+struct queue_envelope {
+	char id[QUEUE_ID_LEN + 1];
+	int64_t arrival_us;
+	char *origin;      /* "smtp", "lmtp" or "sendmail" */
+	char *client_addr; /* may be NULL */
+	char *helo;        /* may be NULL */
+	char *proto;       /* "SMTP", "ESMTPS", "LMTP", "local", ... */
+	char *sender;      /* "" for the null sender */
+	char *envid;       /* xtext as received, or NULL */
+	char *ret;         /* "FULL", "HDRS" or NULL */
+	char *body;        /* "7BIT", "8BITMIME" or NULL */
+	char *full_name;   /* sendmail -F: display name for an added From header, or NULL */
+	bool smtputf8;
+	struct queue_rcpt *rcpts;
+	size_t nrcpts;
+	size_t rcpts_cap;
+};
+
+/* Appends a recipient (strings copied; orcpt may be NULL). */
+void queue_envelope_add_rcpt(struct queue_envelope *env, const char *address, unsigned notify,
+			     const char *orcpt);
+/* Sets *field to a copy of value (NULL allowed), freeing the old value. */
+void queue_envelope_set(char **field, const char *value);
+/* Frees every string and recipient; the struct is zeroed. */
+void queue_envelope_clear(struct queue_envelope *env);
+
+struct qfile;
+
+/* Creates tmp/ID (O_EXCL) for env->id and writes the envelope. Returns 0, or -1 with errno. */
+int qfile_create(const struct spool *spool, const struct queue_envelope *env, struct qfile **qf_r);
+/* Appends content bytes (buffered). Returns 0, or -1 with errno after a write error (which
+   sticks: every later call fails too). */
+int qfile_write(struct qfile *qf, const void *data, size_t n);
+/* Returns the errno of the first failed write, or 0. */
+int qfile_error(const struct qfile *qf);
+/* Returns the content bytes written so far. */
+uint64_t qfile_content_size(const struct qfile *qf);
+/* Writes the trailer and flushes. Returns 0, or -1 with errno (e.g. ENOSPC). */
+int qfile_finish(struct qfile *qf);
+/* Returns the file descriptor (for fsync by the committer). */
+int qfile_fd(const struct qfile *qf);
+/* Returns the queue ID. */
+const char *qfile_id(const struct qfile *qf);
+/* Returns the tmp/ path of the file. */
+const char *qfile_tmp_path(const struct qfile *qf);
+/* Closes the file and frees qf; the file stays on disk. (*qf NULL allowed.) */
+void qfile_close(struct qfile **qf);
+/* Closes, unlinks the tmp/ file and frees qf. (*qf NULL allowed.) */
+void qfile_abort(struct qfile **qf);
+/* Makes a finished file durable and moves it to queue/: fsync, rename, fsync of the
+   directory. For single submissions (the sendmail command); the daemon uses commit.h.
+   Returns 0, or -1 with errno; on failure the tmp file is removed. Frees *qf either way. */
+int qfile_commit_sync(const struct spool *spool, struct qfile **qf, const char *queue);
+
+/* Reads and validates the envelope of the file at path. On success returns 0, fills env and
+   sets the content's offset and size. Returns -1 with *why_r when torn, foreign or unreadable. */
+int qfile_load(const char *path, struct queue_envelope *env, off_t *content_off_r,
+	       uint64_t *content_size_r, const char **why_r);
+/* Validates the file at path, which must carry queue ID id. Returns 0, or -1 with *why_r. */
+int qfile_check(const char *path, const char *id, const char **why_r);
+
+#endif

@@ -1,0 +1,176 @@
+#include "queue/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "queue/qfile.h"
+#include "queue/queue_id.h"
+#include "util/fsutil.h"
+#include "util/log.h"
+#include "util/xalloc.h"
+
+const char *const spool_queues[] = { SPOOL_TMP, SPOOL_MAILDROP, SPOOL_INCOMING, "active", "deferred",
+				     "hold", "archive", SPOOL_CORRUPT, NULL };
+
+static const char spool_hash_chars[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+struct spool {
+	char *root;
+};
+
+static int spool_mkdirs(const char *root, const char **error_r)
+{
+	static char err[512];
+	char path[4096];
+	if (fs_mkdir_p(root, 0750) < 0)
+		goto fail;
+	for (int q = 0; spool_queues[q] != NULL; q++) {
+		for (int h = 0; spool_hash_chars[h] != '\0'; h++) {
+			snprintf(path, sizeof(path), "%s/%s/%c", root, spool_queues[q], spool_hash_chars[h]);
+			if (fs_mkdir_p(path, 0750) < 0)
+				goto fail;
+		}
+	}
+	return 0;
+fail:
+	snprintf(err, sizeof(err), "cannot create spool directory under %s: %s", root, strerror(errno));
+	*error_r = err;
+	return -1;
+}
+
+int spool_open(const char *state_dir, struct spool **spool_r, const char **error_r)
+{
+	char *root = xasprintf("%s/spool", state_dir);
+	if (spool_mkdirs(root, error_r) < 0) {
+		free(root);
+		return -1;
+	}
+	struct spool *spool = xcalloc(1, sizeof(*spool));
+	spool->root = root;
+	*spool_r = spool;
+	return 0;
+}
+
+void spool_free(struct spool **spool)
+{
+	if (*spool == NULL)
+		return;
+	free((*spool)->root);
+	xfree(spool);
+}
+
+const char *spool_root(const struct spool *spool)
+{
+	return spool->root;
+}
+
+int spool_path(const struct spool *spool, const char *queue, const char *id, char *path, size_t len)
+{
+	int n = snprintf(path, len, "%s/%s/%c/%s", spool->root, queue, queue_id_hash(id), id);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int spool_dir(const struct spool *spool, const char *queue, const char *id, char *path, size_t len)
+{
+	int n = snprintf(path, len, "%s/%s/%c", spool->root, queue, queue_id_hash(id));
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int64_t spool_free_bytes(const struct spool *spool)
+{
+	struct statvfs st;
+	if (statvfs(spool->root, &st) < 0)
+		return -1;
+	return (int64_t)st.f_bavail * (int64_t)st.f_frsize;
+}
+
+int spool_quarantine(const struct spool *spool, const char *queue, const char *id, const char *why)
+{
+	char from[4096], to[4096];
+	if (spool_path(spool, queue, id, from, sizeof(from)) < 0 ||
+	    spool_path(spool, SPOOL_CORRUPT, id, to, sizeof(to)) < 0)
+		return -1;
+	if (rename(from, to) < 0) {
+		log_error("%s: cannot move %s to corrupt/: %s", id, from, strerror(errno));
+		return -1;
+	}
+	log_warn("%s: moved %s/ file to corrupt/: %s", id, queue, why);
+	return 0;
+}
+
+/* A file whose name is not a queue ID (or sits in the wrong hash directory) is foreign:
+   it is quarantined under a fresh ID so that nothing is ever lost or overwritten. */
+static void spool_quarantine_foreign(const struct spool *spool, const char *path)
+{
+	char id[QUEUE_ID_LEN + 1], to[4096];
+	queue_id_new(id);
+	if (spool_path(spool, SPOOL_CORRUPT, id, to, sizeof(to)) == 0 && rename(path, to) == 0)
+		log_warn("%s: moved foreign file %s to corrupt/", id, path);
+	else
+		log_error("cannot move foreign file %s to corrupt/: %s", path, strerror(errno));
+}
+
+static int spool_recover_file(const struct spool *spool, const char *queue, const char *hdir,
+			      const char *name)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", hdir, name);
+	if (strcmp(queue, SPOOL_TMP) == 0) {
+		if (unlink(path) == 0)
+			log_info("removed unacknowledged %s", path);
+		return 0;
+	}
+	if (!queue_id_valid(name) || hdir[strlen(hdir) - 1] != queue_id_hash(name)) {
+		spool_quarantine_foreign(spool, path);
+		return 0;
+	}
+	const char *why;
+	if (qfile_check(path, name, &why) < 0) {
+		spool_quarantine(spool, queue, name, why);
+		return 0;
+	}
+	return 1;
+}
+
+static long spool_recover_dir(const struct spool *spool, const char *queue, char hash)
+{
+	char hdir[4096];
+	snprintf(hdir, sizeof(hdir), "%s/%s/%c", spool->root, queue, hash);
+	DIR *d = opendir(hdir);
+	if (d == NULL) {
+		log_error("cannot read %s: %s", hdir, strerror(errno));
+		return -1;
+	}
+	long valid = 0;
+	struct dirent *de;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		valid += spool_recover_file(spool, queue, hdir, de->d_name);
+	}
+	closedir(d);
+	return valid;
+}
+
+long spool_recover(const struct spool *spool)
+{
+	long total = 0;
+	for (int q = 0; spool_queues[q] != NULL; q++) {
+		if (strcmp(spool_queues[q], SPOOL_CORRUPT) == 0)
+			continue;
+		for (int h = 0; spool_hash_chars[h] != '\0'; h++) {
+			long n = spool_recover_dir(spool, spool_queues[q], spool_hash_chars[h]);
+			if (n < 0)
+				return -1;
+			total += n;
+		}
+	}
+	return total;
+}

@@ -1,0 +1,39 @@
+#ifndef POSTERN_SPOOL_H
+#define POSTERN_SPOOL_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* The spool directory (DESIGN.md 3): one directory per queue, each hashed one level deep by
+   the last character of the queue ID. */
+
+#define SPOOL_TMP "tmp"
+#define SPOOL_INCOMING "incoming"
+#define SPOOL_MAILDROP "maildrop"
+#define SPOOL_CORRUPT "corrupt"
+
+/* Every queue directory, in the order recovery scans them. */
+extern const char *const spool_queues[];
+
+struct spool;
+
+/* Opens (creating if needed) the spool below state_dir. Returns 0, or -1 with *error_r. */
+int spool_open(const char *state_dir, struct spool **spool_r, const char **error_r);
+/* Frees *spool (NULL allowed). */
+void spool_free(struct spool **spool);
+/* Returns the spool's root directory. */
+const char *spool_root(const struct spool *spool);
+/* Writes "ROOT/QUEUE/H/ID" into path (size len). Returns 0, or -1 when it does not fit. */
+int spool_path(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
+/* Writes "ROOT/QUEUE/H" (the hash directory of id) into path. Returns 0 or -1. */
+int spool_dir(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
+/* Returns the bytes available to unprivileged users on the spool's file system, or -1. */
+int64_t spool_free_bytes(const struct spool *spool);
+/* Moves queue/id to corrupt/ and logs why. Returns 0 or -1. */
+int spool_quarantine(const struct spool *spool, const char *queue, const char *id, const char *why);
+
+/* Startup recovery: removes unacknowledged files from tmp/ and moves every file of the other
+   queues that is torn or foreign to corrupt/, each with a log line. Returns the number of
+   valid messages found, or -1 on an I/O error reading the spool. */
+long spool_recover(const struct spool *spool);
+
+#endif
