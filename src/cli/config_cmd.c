@@ -46,9 +46,7 @@ int cli_config(int argc, char **argv)
 	struct config *conf;
 	char *errors;
 	if (config_load(path, &conf, &errors) < 0) {
-		fputs(errors, stderr);
-		if (errors[0] != '\0' && errors[strlen(errors) - 1] != '\n')
-			fputc('\n', stderr);
+		config_print_errors(stderr, errors);
 		free(errors);
 		return 78; /* EX_CONFIG */
 	}

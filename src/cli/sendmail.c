@@ -419,7 +419,7 @@ static int sendmail_open(struct sendmail *sm)
 	char *errors;
 	const char *path = cli_config_path(sm->config);
 	if (config_load(path, &sm->conf, &errors) < 0) {
-		fputs(errors, stderr);
+		config_print_errors(stderr, errors);
 		free(errors);
 		return sendmail_fail(EX_CONFIG, "configuration errors in %s", path);
 	}

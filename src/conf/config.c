@@ -18,11 +18,12 @@
 #include "util/protolimits.h"
 #include "util/xalloc.h"
 
-#define CONFIG_LINE_MAX 65536            /* longest physical line, line ending excluded */
+#define CONFIG_LINE_MAX 65536              /* longest physical line, line ending excluded */
 #define CONFIG_FILE_MAX (16 * 1024 * 1024) /* a config file is text; more is a mistake */
-#define CONFIG_ERRORS_MAX 100            /* a binary file given by mistake must not flood */
-#define CONFIG_PATH_MAX 4095             /* PATH_MAX less its NUL */
-#define CONFIG_DUMP_WIDTH 78             /* dump wraps long lists onto continuation lines */
+#define CONFIG_ERRORS_MAX 100              /* a binary file given by mistake must not flood */
+#define CONFIG_PATH_MAX 4095               /* PATH_MAX less its NUL */
+#define CONFIG_UNIX_PATH_MAX 107           /* sun_path less its NUL, on Linux */
+#define CONFIG_DUMP_WIDTH 78               /* dump wraps long lists onto continuation lines */
 #define CONFIG_BLANK " \t"
 #define CONFIG_LIST_SEPARATORS ", \t"
 
@@ -74,6 +75,14 @@ struct config_unit {
 	int64_t factor;
 };
 
+/* The suffixes a number type accepts, largest first so that formatting picks the shortest
+   exact form; a zero letter ends the list. */
+struct config_units {
+	struct config_unit unit[5];
+	bool nocase;
+	const char *bad_suffix; /* the error for anything else after the digits */
+};
+
 #define FIELD(f) offsetof(struct config, f)
 
 /* The one table: parsing, validation, dump and docs/configuration.md all follow it. */
@@ -99,9 +108,9 @@ static const struct config_setting config_table[] = {
 	{ "header_size_limit", CONFIG_TYPE_SIZE, FIELD(header_size_limit), "100k", KIB, 16 * MIB,
 	  "Largest header section of a message, in bytes." },
 	{ "smtp_max_connections", CONFIG_TYPE_INT, FIELD(smtp_max_connections), "500", 1, 100000,
-	  "Most SMTP sessions open at once." },
+	  "Most SMTP and LMTP sessions open at once." },
 	{ "smtp_max_connections_per_ip", CONFIG_TYPE_INT, FIELD(smtp_max_connections_per_ip), "50",
-	  1, 100000, "Most SMTP sessions open at once from one client address." },
+	  1, 100000, "Most SMTP and LMTP sessions open at once from one client IP address." },
 	{ "smtp_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_timeout), "300s", 1, 3600,
 	  "Idle time allowed between client commands and data." },
 	{ "smtp_error_limit", CONFIG_TYPE_INT, FIELD(smtp_error_limit), "10", 1, 1000,
@@ -122,13 +131,18 @@ static const struct config_setting config_table[] = {
 
 #define CONFIG_NSETTINGS (sizeof(config_table) / sizeof(config_table[0]))
 
-/* Largest first, so that formatting picks the shortest exact form. */
-static const struct config_unit config_size_units[] = {
-	{ 'T', TIB }, { 'G', GIB }, { 'M', MIB }, { 'k', KIB }, { '\0', 0 },
+_Static_assert(sizeof(((struct sockaddr_un *)0)->sun_path) == CONFIG_UNIX_PATH_MAX + 1,
+	       "unix socket paths are checked against the Linux sun_path size");
+
+static const struct config_units config_size_units = {
+	{ { 'T', TIB }, { 'G', GIB }, { 'M', MIB }, { 'k', KIB } },
+	true, "bad size suffix, use k, M, G or T",
 };
-static const struct config_unit config_duration_units[] = {
-	{ 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 }, { '\0', 0 },
+static const struct config_units config_duration_units = {
+	{ { 'd', 86400 }, { 'h', 3600 }, { 'm', 60 }, { 's', 1 } },
+	false, "bad time suffix, use s, m, h or d",
 };
+static const struct config_units config_no_units = { { { '\0', 0 } }, false, "not a number" };
 
 /* Indexed by enum log_level; stored lower-cased whatever the file says. */
 static const char *const config_log_levels[] = { "debug", "info", "warn", "error" };
@@ -190,13 +204,13 @@ static enum config_storage config_storage_of(enum config_type type)
 	log_panic("config: unknown setting type %d", (int)type);
 }
 
-static const struct config_unit *config_units_of(enum config_type type)
+static const struct config_units *config_units_of(enum config_type type)
 {
 	if (type == CONFIG_TYPE_SIZE)
-		return config_size_units;
+		return &config_size_units;
 	if (type == CONFIG_TYPE_DURATION)
-		return config_duration_units;
-	return NULL;
+		return &config_duration_units;
+	return &config_no_units;
 }
 
 static const struct config_setting *config_setting_find(const char *name)
@@ -274,18 +288,18 @@ static void config_value_store(struct config *conf, const struct config_setting 
 
 /* ---- numbers ---- */
 
-static int64_t config_unit_factor(const struct config_unit *units, char c, bool nocase)
+static int64_t config_unit_factor(const struct config_units *units, char c)
 {
-	for (; units->letter != '\0'; units++) {
-		if (units->letter == c || (nocase && (units->letter | 0x20) == (c | 0x20)))
-			return units->factor;
+	for (const struct config_unit *u = units->unit; u->letter != '\0'; u++) {
+		if (u->letter == c || (units->nocase && (u->letter | 0x20) == (c | 0x20)))
+			return u->factor;
 	}
 	return 0;
 }
 
 /* Digits and an optional one-letter unit; no sign, no space, no overflow of int64_t. */
-static int config_number_parse(const char *s, const struct config_unit *units, bool nocase,
-			       int64_t *value_r, const char **error_r)
+static int config_number_parse(const char *s, const struct config_units *units, int64_t *value_r,
+			       const char **error_r)
 {
 	int64_t n = 0, factor = 1;
 
@@ -301,9 +315,9 @@ static int config_number_parse(const char *s, const struct config_unit *units, b
 		n = n * 10 + (*s - '0');
 	}
 	if (*s != '\0') {
-		factor = units == NULL || s[1] != '\0' ? 0 : config_unit_factor(units, *s, nocase);
+		factor = s[1] == '\0' ? config_unit_factor(units, *s) : 0;
 		if (factor == 0) {
-			*error_r = units == NULL ? "not a number" : "bad unit suffix";
+			*error_r = units->bad_suffix;
 			return -1;
 		}
 	}
@@ -317,31 +331,19 @@ static int config_number_parse(const char *s, const struct config_unit *units, b
 
 int config_parse_size(const char *s, int64_t *value_r, const char **error_r)
 {
-	if (config_number_parse(s, config_size_units, true, value_r, error_r) < 0) {
-		if (strcmp(*error_r, "bad unit suffix") == 0)
-			*error_r = "bad size suffix, use k, M, G or T";
-		return -1;
-	}
-	return 0;
+	return config_number_parse(s, &config_size_units, value_r, error_r);
 }
 
 int config_parse_duration(const char *s, int64_t *value_r, const char **error_r)
 {
-	if (config_number_parse(s, config_duration_units, false, value_r, error_r) < 0) {
-		if (strcmp(*error_r, "bad unit suffix") == 0)
-			*error_r = "bad time suffix, use s, m, h or d";
-		return -1;
-	}
-	return 0;
+	return config_number_parse(s, &config_duration_units, value_r, error_r);
 }
 
 /* The shortest exact form, so that ranges read as they are written in the table. */
 static void config_number_format(struct buf *b, enum config_type type, int64_t n)
 {
-	const struct config_unit *u = config_units_of(type);
-
-	for (; u != NULL && u->letter != '\0' && n != 0; u++) {
-		if (n % u->factor == 0) {
+	for (const struct config_unit *u = config_units_of(type)->unit; u->letter != '\0'; u++) {
+		if (n != 0 && n % u->factor == 0) {
 			buf_printf(b, "%" PRId64 "%c", n / u->factor, u->letter);
 			return;
 		}
@@ -349,27 +351,25 @@ static void config_number_format(struct buf *b, enum config_type type, int64_t n
 	buf_printf(b, "%" PRId64, n);
 }
 
+static void config_range_format(struct buf *b, const struct config_setting *s)
+{
+	config_number_format(b, s->type, s->min);
+	buf_puts(b, "..");
+	config_number_format(b, s->type, s->max);
+}
+
 static int config_number_value_parse(struct config_parser *p, const struct config_setting *s,
 				     const char *text, union config_value *v_r)
 {
 	const char *error = NULL;
-	int ret;
 
-	if (s->type == CONFIG_TYPE_SIZE)
-		ret = config_parse_size(text, &v_r->num, &error);
-	else if (s->type == CONFIG_TYPE_DURATION)
-		ret = config_parse_duration(text, &v_r->num, &error);
-	else
-		ret = config_number_parse(text, NULL, false, &v_r->num, &error);
-	if (ret < 0) {
+	if (config_number_parse(text, config_units_of(s->type), &v_r->num, &error) < 0) {
 		config_error(p, s->name, "\"%.100s\": %s", text, error);
 		return -1;
 	}
 	if (v_r->num < s->min || v_r->num > s->max) {
 		struct buf range = { 0 };
-		config_number_format(&range, s->type, s->min);
-		buf_puts(&range, "..");
-		config_number_format(&range, s->type, s->max);
+		config_range_format(&range, s);
 		config_error(p, s->name, "%.100s is out of range %s", text, buf_str(&range));
 		buf_free(&range);
 		return -1;
@@ -436,34 +436,46 @@ static int config_log_level_value_parse(struct config_parser *p, const struct co
 
 /* ---- list items ---- */
 
-/* LDH labels of 1..63 bytes, at most 253 in all, and a top-level label that is not all
-   digits so that an IPv4 address is never taken for a domain. */
+/* Whether the len bytes of s are all in set. */
+static bool config_only(const char *s, size_t len, const char *set)
+{
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '\0' || strchr(set, s[i]) == NULL)
+			return false;
+	}
+	return true;
+}
+
+/* Letters, digits and inner hyphens, 1..63 bytes (RFC 1035 2.3.1). */
+static bool config_label_valid(const char *s, size_t len)
+{
+	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char lower = (char)(s[i] | 0x20);
+		if (!(lower >= 'a' && lower <= 'z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+			return false;
+	}
+	return true;
+}
+
+/* At most 253 bytes, and a top-level label that is not all digits so that an IPv4 address
+   is never taken for a domain. d need not be NUL-terminated. */
 static bool config_domain_valid(const char *d, size_t len)
 {
-	size_t label = 0;
-	bool digits = true;
+	const char *end = d + len;
 
 	if (len == 0 || len > 253)
 		return false;
-	for (size_t i = 0; i <= len; i++) {
-		char c = i < len ? d[i] : '.';
-		if (c == '.') {
-			if (label == 0 || label > 63 || d[i - 1] == '-')
-				return false;
-			if (i == len)
-				return !digits;
-			label = 0;
-			digits = true;
-			continue;
-		}
-		bool alpha = (c | 0x20) >= 'a' && (c | 0x20) <= 'z';
-		bool digit = c >= '0' && c <= '9';
-		if (!alpha && !digit && (c != '-' || label == 0))
+	for (const char *label = d;;) {
+		const char *dot = memchr(label, '.', (size_t)(end - label));
+		size_t n = (size_t)((dot != NULL ? dot : end) - label);
+		if (!config_label_valid(label, n))
 			return false;
-		digits = digits && digit;
-		label++;
+		if (dot == NULL)
+			return !config_only(label, n, "0123456789");
+		label = dot + 1;
 	}
-	return false;
 }
 
 static int config_domain_item_check(char *item, const char **error_r)
@@ -577,34 +589,38 @@ static int config_port_check(const char *s)
 	return port >= 1 && port <= 65535 ? 0 : -1;
 }
 
+static int config_ip_check(int family, const char *s, size_t len, const char **error_r)
+{
+	char text[INET6_ADDRSTRLEN];
+	unsigned char addr[16];
+
+	if (len > 0 && len < sizeof(text)) {
+		memcpy(text, s, len);
+		text[len] = '\0';
+		if (inet_pton(family, text, addr) == 1)
+			return 0;
+	}
+	*error_r = "not an IP address";
+	return -1;
+}
+
+/* len bytes of host: "[v6]", an IPv4 literal, or a name. */
 static int config_listen_host_check(const char *host, size_t len, const char **error_r)
 {
-	char text[INET6_ADDRSTRLEN + 1];
-	unsigned char addr[16];
-	bool bracket = len >= 2 && host[0] == '[' && host[len - 1] == ']';
-	size_t inner = bracket ? len - 2 : len;
-
-	if (bracket || memchr(host, ':', len) != NULL || strspn(host, "0123456789.") == len) {
-		if (memchr(host, ':', len) != NULL && !bracket) {
-			*error_r = "write an IPv6 address in brackets, as in [::1]:2525";
-			return -1;
-		}
-		if (inner == 0 || inner >= sizeof(text))
-			goto bad_address;
-		memcpy(text, host + bracket, inner);
-		text[inner] = '\0';
-		if (inet_pton(bracket ? AF_INET6 : AF_INET, text, addr) != 1)
-			goto bad_address;
-		return 0;
+	if (len >= 2 && host[0] == '[' && host[len - 1] == ']')
+		return config_ip_check(AF_INET6, host + 1, len - 2, error_r);
+	if (memchr(host, ':', len) != NULL) {
+		*error_r = "write an IPv6 address in brackets, as in [::1]:2525";
+		return -1;
 	}
+	/* Digits and dots are meant as an address, never as a name to look up. */
+	if (config_only(host, len, "0123456789."))
+		return config_ip_check(AF_INET, host, len, error_r);
 	if (!config_domain_valid(host, len)) {
 		*error_r = "not a host name or address";
 		return -1;
 	}
 	return 0;
-bad_address:
-	*error_r = "not an IP address";
-	return -1;
 }
 
 /* "host:port", "[v6]:port" or "unix:path"; a host name is resolved by the listener. */
@@ -612,7 +628,7 @@ static int config_listen_item_check(const char *item, const char **error_r)
 {
 	if (strncmp(item, "unix:", 5) == 0) {
 		size_t len = strlen(item + 5);
-		if (len == 0 || len >= sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+		if (len == 0 || len > CONFIG_UNIX_PATH_MAX) {
 			*error_r = len == 0 ? "missing socket path after unix:"
 					    : "socket path longer than 107 bytes";
 			return -1;
@@ -1027,11 +1043,20 @@ static void config_help_format(struct buf *b, const struct config_setting *s)
 	buf_printf(b, "# %s\n# default: %s", s->help, def[0] != '\0' ? def : "(empty)");
 	if (config_storage_of(s->type) == CONFIG_STORAGE_NUMBER) {
 		buf_puts(b, "; range: ");
-		config_number_format(b, s->type, s->min);
-		buf_puts(b, "..");
-		config_number_format(b, s->type, s->max);
+		config_range_format(b, s);
 	}
 	buf_putc(b, '\n');
+}
+
+/* The file name is shown with control characters replaced, so that it stays one comment. */
+static void config_dump_header(struct buf *b, const char *file)
+{
+	buf_puts(b, "# postern configuration, from ");
+	if (file[0] == '\0')
+		buf_puts(b, "built-in defaults");
+	for (; *file != '\0'; file++)
+		buf_putc(b, (unsigned char)*file < 0x20 || *file == 0x7f ? '?' : *file);
+	buf_puts(b, "\n\n");
 }
 
 void config_dump(const struct config *conf, FILE *out, bool verbose)
@@ -1039,8 +1064,7 @@ void config_dump(const struct config *conf, FILE *out, bool verbose)
 	struct buf b = { 0 };
 
 	if (verbose)
-		buf_printf(&b, "# postern configuration, from %s\n\n",
-			   conf->config_file[0] != '\0' ? conf->config_file : "built-in defaults");
+		config_dump_header(&b, conf->config_file);
 	for (size_t i = 0; i < CONFIG_NSETTINGS; i++) {
 		if (verbose)
 			config_help_format(&b, &config_table[i]);
@@ -1060,4 +1084,21 @@ void config_free(struct config **conf)
 		config_field_free(*conf, &config_table[i]);
 	free((*conf)->config_file);
 	xfree(conf);
+}
+
+void config_print_errors(FILE *out, const char *errors)
+{
+	fputs(errors, out);
+	if (errors[0] != '\0' && errors[strlen(errors) - 1] != '\n')
+		fputc('\n', out);
+}
+
+void config_log_errors(const char *errors)
+{
+	const char *p = errors;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "\n");
+		log_error("%.*s", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
 }

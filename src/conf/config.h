@@ -52,6 +52,11 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
    The output parses back to the same configuration. */
 void config_dump(const struct config *conf, FILE *out, bool verbose);
 
+/* Writes the error text of config_load to out, one problem per line. */
+void config_print_errors(FILE *out, const char *errors);
+/* Logs the error text of config_load, one log line per problem. */
+void config_log_errors(const char *errors);
+
 /* Frees *conf (NULL allowed) and sets it to NULL. */
 void config_free(struct config **conf);
 

@@ -149,7 +149,8 @@ static void daemon_reload(struct daemon *d)
 	struct config *conf;
 	char *errors;
 	if (config_load(d->config_path, &conf, &errors) < 0) {
-		log_error("reload failed, keeping the running configuration:\n%s", errors);
+		log_error("reload failed, keeping the running configuration:");
+		config_log_errors(errors);
 		free(errors);
 		return;
 	}
@@ -275,7 +276,7 @@ int daemon_run(const char *config_path)
 	struct daemon d = { 0 };
 	char *errors;
 	if (config_load(config_path, &d.conf, &errors) < 0) {
-		fprintf(stderr, "%s", errors);
+		config_log_errors(errors);
 		free(errors);
 		log_fatal("configuration errors in %s; not starting", config_path);
 	}

@@ -452,7 +452,8 @@ int address_parse_path(const char *s, unsigned opts, struct address *addr_r, con
 /* The bare form is used for addresses typed by people or stored in configuration; it obeys
    the same options, with "" as the null path and "postmaster" as bare postmaster, and the
    same length limit as a path without its brackets. */
-int address_parse_mailbox(const char *s, unsigned opts, struct address *addr_r, const char **error_r)
+int address_parse_mailbox(const char *s, unsigned opts, struct address *addr_r,
+			  const char **error_r)
 {
 	struct parser ps = { .p = s, .opts = opts };
 

@@ -33,12 +33,18 @@ struct address {
 };
 
 /* Parses a Path "<...>" at the start of s (leading spaces not allowed). On success returns 0,
-   fills addr_r and sets *end_r just past the '>'. Returns -1 with a short English reason in
-   *error_r (e.g. "missing '<'", "local part too long") on any syntax or length error. */
+   fills addr_r and sets *end_r just past the '>' (what follows is the caller's to check).
+   Returns -1 with a short English reason in *error_r (e.g. "missing '<'", "local part too
+   long") on any syntax or length error; addr_r is then zeroed and *end_r left alone.
+   Limits apply to the text as sent: local part 64 octets (quotes and backslashes included,
+   so the canonical form fits too), domain 255, the whole path with brackets and any source
+   route 256. IPv4 literals must be dotted quads without leading zeros (inet_pton). */
 int address_parse_path(const char *s, unsigned opts, struct address *addr_r, const char **end_r,
 		       const char **error_r);
 
 /* Parses a whole string as a bare Mailbox "local@domain" (no angle brackets, nothing after it).
+   With ADDRESS_ALLOW_NULL "" is the null path, with ADDRESS_ALLOW_POSTMASTER "postmaster" (any
+   case) is bare postmaster; at most 254 octets (a path without its brackets).
    Returns 0 or -1 with *error_r, as address_parse_path. */
 int address_parse_mailbox(const char *s, unsigned opts, struct address *addr_r, const char **error_r);
 

@@ -141,6 +141,8 @@ static int qfile_flush(struct qfile *qf)
 
 int qfile_write(struct qfile *qf, const void *data, size_t n)
 {
+	if (n == 0)
+		return qf->error ? -1 : 0;
 	qf->content_size += n;
 	if (qf->error != 0) {
 		errno = qf->error;

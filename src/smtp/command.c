@@ -210,17 +210,17 @@ static int param_ret(const struct param *prm, struct param_ctx *ctx, struct smtp
 	return 0;
 }
 
-/* Decoded ENVID and ORCPT end up in DSNs and queue files: control characters (which xtext
-   can encode) are refused so they cannot break those formats. Non-ASCII is allowed only as
-   valid UTF-8 and only where utf8 says so. */
-static bool decoded_printable(const char *s, size_t len, bool utf8)
+/* RFC 3461 4.2 and 4.4 require the decoded ORCPT (rfc822) and ENVID to be printable
+   US-ASCII; refusing the controls that xtext can encode also keeps DSNs and queue files
+   intact. Non-ASCII original recipients use the utf-8 address type instead. */
+static bool decoded_printable(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 32 || c == 127 || (c >= 0x80 && !utf8))
+		if (c < 32 || c > 126)
 			return false;
 	}
-	return address_utf8_valid(s, len);
+	return true;
 }
 
 static int param_envid(const struct param *prm, struct param_ctx *ctx, struct smtp_error *err_r)
@@ -228,7 +228,7 @@ static int param_envid(const struct param *prm, struct param_ctx *ctx, struct sm
 	char *envid = ctx->mail->envid;
 	int n = prm->val != NULL ? xtext_decode(prm->val, prm->vallen, envid, PROTO_ENVID_MAX + 1) : -1;
 
-	if (n <= 0 || !decoded_printable(envid, (size_t)n, false)) {
+	if (n <= 0 || !decoded_printable(envid, (size_t)n)) {
 		envid[0] = '\0';
 		return bad_value(err_r, "Bad ENVID value");
 	}
@@ -290,7 +290,7 @@ static int orcpt_decode(const char *s, size_t len, struct param_ctx *ctx)
 
 	if (strcmp(args->orcpt_type, "rfc822") == 0) {
 		n = xtext_decode(s, len, args->orcpt, sizeof(args->orcpt));
-		return n > 0 && decoded_printable(args->orcpt, (size_t)n, true) ? 0 : -1;
+		return n > 0 && decoded_printable(args->orcpt, (size_t)n) ? 0 : -1;
 	}
 	n = xtext_utf8addr_decode(s, len, ctx->smtputf8, args->orcpt, sizeof(args->orcpt));
 	return n > 0 && orcpt_utf8_valid(args->orcpt) ? 0 : -1;

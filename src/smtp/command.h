@@ -93,8 +93,9 @@ int smtp_mail_parse(const char *arg, const struct smtp_offer *offer, struct smtp
 /* Parses the argument of RCPT ("TO:<path> params"), bare <postmaster> allowed. smtputf8 says
    whether the transaction's MAIL had SMTPUTF8. Returns 0, or -1 with *err_r like
    smtp_mail_parse (501 5.1.3 for a bad recipient address). ORCPT=rfc822;xtext is stored
-   xtext-decoded; ORCPT=utf-8;... (RFC 6533) with its \x{..} escapes decoded to UTF-8 (raw
-   UTF-8 accepted only with smtputf8) and must then be a valid Mailbox. */
+   xtext-decoded and must be printable ASCII; ORCPT=utf-8;... (RFC 6533) is stored with its
+   \x{..} escapes decoded to UTF-8 (raw UTF-8 accepted only with smtputf8) and must then be a
+   valid Mailbox. */
 int smtp_rcpt_parse(const char *arg, const struct smtp_offer *offer, bool smtputf8,
 		    struct smtp_rcpt_args *args_r, struct smtp_error *err_r);
 

@@ -156,13 +156,37 @@ static void session_read_cb(struct bufferevent *bev, void *arg)
 	session_process(arg);
 }
 
+/* Bytes not yet on the wire: with TLS, the filter's output may be empty while the socket
+   layer underneath still holds the last (encrypted) reply. */
+static size_t session_unsent(struct session *s)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(s->bev));
+	struct bufferevent *under = bufferevent_get_underlying(s->bev);
+	if (under != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(under));
+	return n;
+}
+
+static void session_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	if (session_unsent(s) == 0 || ++s->linger_ticks > 500) {
+		smtp_server_unlink(s->srv, s);
+		return;
+	}
+	struct timeval tv = { 0, 10000 };
+	evtimer_add(s->timer, &tv);
+}
+
 static void session_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
 	if (s->state == SESSION_CLOSING) {
-		if (pending == 0 && !s->free_after_commit)
-			smtp_server_unlink(s->srv, s);
+		if (pending == 0 && !s->free_after_commit) {
+			evtimer_assign(s->timer, s->ctx->base, session_linger_cb, s);
+			session_linger_cb(-1, 0, s);
+		}
 		return;
 	}
 	if (pending < SESSION_OUTPUT_MAX / 2 && s->state != SESSION_COMMIT &&

@@ -48,6 +48,7 @@ struct session {
 	char helo[PROTO_HELO_MAX + 1];
 	char tls_info[160];
 	unsigned errors;
+	unsigned linger_ticks; /* 10 ms ticks spent flushing the last reply before closing */
 	struct session_counts counts;
 	struct smtp_offer offer;
 	/* the mail transaction */

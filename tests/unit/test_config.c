@@ -754,6 +754,172 @@ static void test_load(void **state)
 	free(errors);
 }
 
+/* A config file is text; a huge one is refused before it fills memory. */
+static void test_load_too_large(void **state)
+{
+	char path[] = "/tmp/test_config.XXXXXX";
+	int fd = mkstemp(path);
+	struct config *conf = NULL;
+	char *errors = NULL;
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 16 * 1024 * 1024 + 1), 0);
+	close(fd);
+	assert_int_equal(config_load(path, &conf, &errors), -1);
+	assert_null(conf);
+	char *want = xasprintf("%s: cannot read: File too large", path);
+	assert_string_equal(errors, want);
+	free(want);
+	free(errors);
+	unlink(path);
+}
+
+/* The verbose dump names its file in a comment that must stay one line. */
+static void test_dump_header(void **state)
+{
+	struct config *conf = NULL;
+	char *errors = NULL;
+	static const char text[] = "hostname = h.test\n";
+
+	assert_int_equal(config_parse("odd\nname.conf", text, sizeof(text) - 1, &conf, &errors), 0);
+	char *out = dump(conf, true);
+	assert_true(has_line(out, "# postern configuration, from odd?name.conf"));
+	config_free(&conf);
+	conf = parse_ok(out, strlen(out));
+	assert_string_equal(conf->hostname, "h.test");
+	free(out);
+	config_free(&conf);
+}
+
+/* ---- the shipped example and docs follow the table ---- */
+
+/* A file of the source tree, found from this file's own name; NULL when not at hand. */
+static char *source_file(const char *rel)
+{
+	const char *self = __FILE__;
+	const char *tail = strstr(self, "tests/unit/test_config.c");
+
+	if (tail == NULL)
+		return NULL;
+	char *path = xasprintf("%.*s%s", (int)(tail - self), self, rel);
+	if (access(path, R_OK) != 0)
+		xfree(&path);
+	return path;
+}
+
+static char *read_file(const char *path)
+{
+	struct buf b = { 0 };
+	char chunk[4096];
+	size_t n;
+	FILE *f = fopen(path, "r");
+
+	assert_non_null(f);
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&b, chunk, n);
+	fclose(f);
+	return b.data;
+}
+
+/* Each "#name = value" line (TLS aside, whose values are examples) shows the default. */
+static void check_example_defaults(const char *text)
+{
+	struct config *defaults = config_defaults();
+	char *want = dump(defaults, false);
+
+	for (size_t len; *text != '\0'; text += len + (text[len] == '\n')) {
+		len = strcspn(text, "\n");
+		if (text[0] != '#' || text[1] < 'a' || text[1] > 'z' || strncmp(text, "#tls_", 5) == 0)
+			continue;
+		struct config *conf = parse_ok(text + 1, len - 1);
+		char *got = dump(conf, false);
+		assert_string_equal(got, want);
+		free(got);
+		config_free(&conf);
+	}
+	free(want);
+	config_free(&defaults);
+}
+
+static void test_example(void **state)
+{
+	char *path = source_file("examples/postern.conf");
+	struct config *conf = NULL;
+	char *errors = NULL;
+
+	if (path == NULL)
+		skip();
+	if (config_load(path, &conf, &errors) < 0)
+		fail_msg("%s", errors);
+	assert_string_equal(conf->state_dir, "var");
+	assert_string_equal(conf->smtp_listen[0], "127.0.0.1:2525");
+	assert_string_equal(conf->lmtp_listen[0], "127.0.0.1:2424");
+	assert_string_equal(conf->lmtp_listen[1], "unix:var/lmtp.sock");
+	assert_string_equal(conf->relay_domains[0], "example.test");
+	config_free(&conf);
+	char *text = read_file(path);
+	check_example_defaults(text);
+	free(text);
+	free(path);
+}
+
+/* The section of docs for one setting holds its help, default and range as in the table. */
+static void check_doc_setting(const char *doc, const char *name, const char *help,
+			      const char *def, const char *range)
+{
+	char *heading = xasprintf("### `%s`\n\n%s\n", name, help);
+	const char *section = strstr(doc, heading);
+	if (section == NULL)
+		fail_msg("docs: no \"%s\"", heading);
+	const char *next = strstr(section + 1, "\n### ");
+	char *text = xstrndup(section, next != NULL ? (size_t)(next - section) : strlen(section));
+	char *want = strcmp(def, "(empty)") == 0 ? xstrdup("- default: empty\n")
+						  : xasprintf("- default: `%s`\n", def);
+	if (strstr(text, want) == NULL)
+		fail_msg("docs: %s: no \"%s\"", name, want);
+	free(want);
+	want = range != NULL ? xasprintf("- range: `%s`\n", range) : xstrdup("- range: ");
+	if ((strstr(text, want) != NULL) != (range != NULL))
+		fail_msg("docs: %s: range should be %s", name, range ? range : "absent");
+	free(want);
+	free(text);
+	free(heading);
+}
+
+/* Reads the table back from the verbose dump: "# help", "# default: X[; range: R]", "name =". */
+static void test_docs(void **state)
+{
+	char *path = source_file("docs/configuration.md");
+	struct config *conf = config_defaults();
+	char *out = dump(conf, true);
+	size_t settings = 0, sections = 0;
+
+	if (path == NULL)
+		skip();
+	char *doc = read_file(path);
+	for (char *help = strstr(out, "\n\n# "); help != NULL; help = strstr(help, "\n\n# ")) {
+		char *def = strstr(help + 2, "\n# default: ");
+		char *name = strchr(def + 1, '\n') + 1;
+		*def = '\0';
+		*strchr(def + 1, '\n') = '\0';
+		*strchr(name, ' ') = '\0';
+		char *range = strstr(def + 1, "; range: ");
+		if (range != NULL)
+			*range = '\0';
+		check_doc_setting(doc, name, help + 4, def + 12, range ? range + 9 : NULL);
+		settings++;
+		help = name + strlen(name) + 1;
+	}
+	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
+		sections++;
+	assert_int_equal(settings, 20);
+	assert_int_equal(sections, settings);
+	free(doc);
+	free(out);
+	free(path);
+	config_free(&conf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -769,6 +935,10 @@ int main(void)
 		cmocka_unit_test(test_long_lines),
 		cmocka_unit_test(test_error_limit),
 		cmocka_unit_test(test_load),
+		cmocka_unit_test(test_load_too_large),
+		cmocka_unit_test(test_dump_header),
+		cmocka_unit_test(test_example),
+		cmocka_unit_test(test_docs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
