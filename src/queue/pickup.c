@@ -154,7 +154,7 @@ static void pickup_one(struct pickup *p, const char *path, const char *id)
 	}
 	struct pickup_job *job = xcalloc(1, sizeof(*job));
 	job->p = p;
-	snprintf(job->id, sizeof(job->id), "%s", id);
+	memcpy(job->id, id, sizeof(job->id)); /* a valid ID, checked by the caller */
 	snprintf(job->path, sizeof(job->path), "%s", path);
 	snprintf(job->sender, sizeof(job->sender), "%s", env.sender);
 	job->nrcpts = env.nrcpts;
@@ -177,7 +177,8 @@ static unsigned pickup_scan_dir(struct pickup *p, const char *dir, unsigned budg
 	while (done < budget && (de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
 		if (!queue_id_valid(de->d_name)) {
 			log_warn("maildrop: ignoring foreign file %s", path);
 			continue;

@@ -121,7 +121,8 @@ static int spool_recover_file(const struct spool *spool, const char *queue, cons
 			      const char *name)
 {
 	char path[4096];
-	snprintf(path, sizeof(path), "%s/%s", hdir, name);
+	if (snprintf(path, sizeof(path), "%s/%s", hdir, name) >= (int)sizeof(path))
+		return 0;
 	if (strcmp(queue, SPOOL_TMP) == 0) {
 		if (unlink(path) == 0)
 			log_info("removed unacknowledged %s", path);

@@ -90,7 +90,7 @@ static bool session_read_command(struct session *s)
 	struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_CRLF_STRICT);
 	if (p.pos < 0) {
 		size_t n = evbuffer_get_length(in);
-		if (n > PROTO_COMMAND_LINE_MAX || (s->skip_line && n > 1)) {
+		if (n > PROTO_COMMAND_LINE_MAX + 1 || (s->skip_line && n > 1)) {
 			if (!s->skip_line)
 				session_reply_error(s, 500, "5.5.2", "Error: line too long");
 			s->skip_line = true;
