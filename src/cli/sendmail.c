@@ -115,7 +115,7 @@ static int sendmail_parse_args(struct sendmail *sm, int argc, char **argv)
 	};
 	int c, rc;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "+tif:r:F:C:o:b:N:R:V:vB:h:L:UGX:q:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+tif:r:F:C:o:b:N:R:V:vB:h:L:UGX:q::", longopts, NULL)) != -1) {
 		if ((rc = sendmail_option(sm, c, optarg)) != 0)
 			return rc;
 	}
