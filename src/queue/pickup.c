@@ -31,6 +31,7 @@ struct pickup {
 	struct event *timer;
 	unsigned inflight;
 	bool freed;
+	bool backlog; /* the last scan stopped at PICKUP_BATCH: scan again once it is committed */
 };
 
 struct pickup_job {
@@ -95,10 +96,16 @@ static void pickup_committed(void *arg, int result)
 	} else {
 		log_error("%s: pickup commit failed, will retry: %s", job->id, strerror(result));
 	}
-	job->p->inflight--;
-	if (job->p->freed && job->p->inflight == 0)
-		free(job->p);
+	struct pickup *p = job->p;
 	free(job);
+	if (--p->inflight > 0)
+		return;
+	if (p->freed) {
+		free(p);
+	} else if (p->backlog) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(p->timer, &now);
+	}
 }
 
 /* Returns 0 when the message went to the committer (or needed nothing), -1 on a local error
@@ -205,6 +212,7 @@ static void pickup_scan(evutil_socket_t fd, short what, void *arg)
 		snprintf(dir, sizeof(dir), "%s/%s/%c", spool_root(p->ctx->spool), SPOOL_MAILDROP, hashes[h]);
 		budget -= pickup_scan_dir(p, dir, budget);
 	}
+	p->backlog = budget == 0;
 }
 
 struct pickup *pickup_new(const struct smtp_context *ctx)
