@@ -198,10 +198,8 @@ static int sendmail_read_headers(struct sendmail *sm)
 static const char *sendmail_hostname(const struct sendmail *sm)
 {
 	static char name[256];
-	if (sm->conf->hostname[0] != '\0')
-		return sm->conf->hostname;
-	if (name[0] == '\0' && gethostname(name, sizeof(name) - 1) < 0)
-		snprintf(name, sizeof(name), "localhost");
+	if (name[0] == '\0')
+		config_hostname(sm->conf, name, sizeof(name));
 	return name;
 }
 

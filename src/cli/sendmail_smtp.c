@@ -51,14 +51,6 @@ static void sendmail_check_done(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(l->base, NULL);
 }
 
-static void sendmail_hostname(const struct config *conf, char *out, size_t len)
-{
-	if (conf->hostname[0] != '\0')
-		snprintf(out, len, "%s", conf->hostname);
-	else if (gethostname(out, len - 1) < 0)
-		snprintf(out, len, "localhost");
-}
-
 int sendmail_smtp_stdio(struct sendmail *sm)
 {
 	int sv[2];
@@ -68,7 +60,7 @@ int sendmail_smtp_stdio(struct sendmail *sm)
 		return EX_OSERR;
 	}
 	log_init("sendmail", LOG_LEVEL_WARN);
-	sendmail_hostname(sm->conf, hostname, sizeof(hostname));
+	config_hostname(sm->conf, hostname, sizeof(hostname));
 	evthread_use_pthreads();
 	struct smtp_context ctx = {
 		.base = event_base_new(), .conf = sm->conf, .hostname = hostname, .spool = sm->spool,

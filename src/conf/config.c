@@ -1102,3 +1102,12 @@ void config_log_errors(const char *errors)
 		p += n + (p[n] == '\n');
 	}
 }
+
+void config_hostname(const struct config *conf, char *out, size_t len)
+{
+	if (conf->hostname[0] != '\0')
+		snprintf(out, len, "%s", conf->hostname);
+	else if (gethostname(out, len - 1) < 0)
+		snprintf(out, len, "localhost");
+	out[len - 1] = '\0';
+}

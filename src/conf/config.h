@@ -52,6 +52,9 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
    The output parses back to the same configuration. */
 void config_dump(const struct config *conf, FILE *out, bool verbose);
 
+/* Writes the host name to use (the hostname setting, else the system's) into out. */
+void config_hostname(const struct config *conf, char *out, size_t len);
+
 /* Writes the error text of config_load to out, one problem per line. */
 void config_print_errors(FILE *out, const char *errors);
 /* Logs the error text of config_load, one log line per problem. */

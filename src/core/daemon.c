@@ -44,14 +44,6 @@ struct daemon {
 	bool stopping;
 };
 
-static void daemon_set_hostname(struct daemon *d)
-{
-	if (d->conf->hostname[0] != '\0')
-		snprintf(d->hostname, sizeof(d->hostname), "%s", d->conf->hostname);
-	else if (gethostname(d->hostname, sizeof(d->hostname) - 1) < 0)
-		snprintf(d->hostname, sizeof(d->hostname), "localhost");
-}
-
 static void daemon_apply_log_level(const struct config *conf)
 {
 	enum log_level level = LOG_LEVEL_INFO;
@@ -166,7 +158,7 @@ static void daemon_reload(struct daemon *d)
 	config_free(&d->conf);
 	d->conf = conf;
 	d->ctx.conf = conf;
-	daemon_set_hostname(d);
+	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
 	daemon_apply_log_level(conf);
 	if (relisten) {
 		daemon_close_listeners(d);
@@ -228,7 +220,7 @@ static void daemon_signals(struct daemon *d)
 static void daemon_setup(struct daemon *d)
 {
 	const char *error;
-	daemon_set_hostname(d);
+	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
 	daemon_apply_log_level(d->conf);
 	if (spool_open(d->conf->state_dir, &d->ctx.spool, &error) < 0)
 		log_fatal("%s", error);
