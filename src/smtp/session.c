@@ -189,9 +189,11 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 		}
 		return;
 	}
-	if (pending < SESSION_OUTPUT_MAX / 2 && s->state != SESSION_COMMIT &&
-	    !(bufferevent_get_enabled(bev) & EV_READ))
-		session_resume(s);
+	/* Reading was paused by session_output_full: the client has caught up. */
+	if (pending == 0 && s->state != SESSION_COMMIT && !(bufferevent_get_enabled(bev) & EV_READ)) {
+		bufferevent_enable(bev, EV_READ);
+		session_process(s);
+	}
 }
 
 static void session_event_cb(struct bufferevent *bev, short what, void *arg)
