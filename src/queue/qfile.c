@@ -116,10 +116,13 @@ int qfile_create(const struct spool *spool, const struct queue_envelope *env, st
 		free(qf);
 		return -1;
 	}
+	/* The envelope shares the write buffer with the content, so that a small message
+	   reaches the file in one write. */
 	struct buf b = { 0 };
 	qfile_format_envelope(&b, env);
-	int rc = fs_write_all(qf->fd, b.data, b.len);
+	int rc = qfile_write(qf, b.data, b.len);
 	buf_free(&b);
+	qf->content_size = 0;
 	if (rc < 0) {
 		int saved = errno;
 		qfile_abort(&qf);

@@ -14,6 +14,7 @@
 #include "queue/queue_id.h"
 #include "util/fsutil.h"
 #include "util/log.h"
+#include "util/timeutil.h"
 #include "util/xalloc.h"
 
 const char *const spool_queues[] = { SPOOL_TMP, SPOOL_MAILDROP, SPOOL_INCOMING, "active", "deferred",
@@ -23,6 +24,9 @@ static const char spool_hash_chars[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 struct spool {
 	char *root;
+	/* spool_free_bytes' last answer: statvfs on every MAIL and DATA would cost a system call
+	   per command for a figure that changes slowly. */
+	int64_t free_bytes, free_checked_us;
 };
 
 static int spool_mkdirs(const char *root, const char **error_r)
@@ -83,12 +87,17 @@ int spool_dir(const struct spool *spool, const char *queue, const char *id, char
 	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-int64_t spool_free_bytes(const struct spool *spool)
+int64_t spool_free_bytes(struct spool *spool)
 {
+	int64_t now = time_now_us();
+	if (now - spool->free_checked_us < 200000 && now >= spool->free_checked_us)
+		return spool->free_bytes;
 	struct statvfs st;
 	if (statvfs(spool->root, &st) < 0)
 		return -1;
-	return (int64_t)st.f_bavail * (int64_t)st.f_frsize;
+	spool->free_bytes = (int64_t)st.f_bavail * (int64_t)st.f_frsize;
+	spool->free_checked_us = now;
+	return spool->free_bytes;
 }
 
 int spool_quarantine(const struct spool *spool, const char *queue, const char *id, const char *why)

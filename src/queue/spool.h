@@ -26,8 +26,9 @@ const char *spool_root(const struct spool *spool);
 int spool_path(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
 /* Writes "ROOT/QUEUE/H" (the hash directory of id) into path. Returns 0 or -1. */
 int spool_dir(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
-/* Returns the bytes available to unprivileged users on the spool's file system, or -1. */
-int64_t spool_free_bytes(const struct spool *spool);
+/* Returns the bytes available to unprivileged users on the spool's file system (at most
+   0.2 s old), or -1. Not thread-safe: the loop thread's. */
+int64_t spool_free_bytes(struct spool *spool);
 /* Moves queue/id to corrupt/ and logs why. Returns 0 or -1. */
 int spool_quarantine(const struct spool *spool, const char *queue, const char *id, const char *why);
 
