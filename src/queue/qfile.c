@@ -239,8 +239,30 @@ fail:
 	return -1;
 }
 
-/* Parses one envelope record. Returns 1 at "content", 0 for a record, -1 when malformed. */
-static int qfile_parse_record(struct queue_envelope *env, char *line, const char **why_r)
+/* "rcpt STATE NOTIFY ORCPT ADDRESS": a one-letter state, hex notify bits, the ORCPT ("-" for
+   none) without spaces, and the non-empty rest as the address. off is the record's offset. */
+static int qfile_parse_rcpt(struct queue_envelope *env, char *value, off_t off)
+{
+	if (value[0] <= ' ' || value[0] > '~' || value[1] != ' ')
+		return -1;
+	char state = value[0], *end;
+	errno = 0;
+	unsigned long notify = strtoul(value + 2, &end, 16);
+	if (end == value + 2 || *end != ' ' || errno != 0 || notify > 0xF)
+		return -1;
+	char *orcpt = end + 1, *space = strchr(orcpt, ' ');
+	if (space == NULL || space == orcpt || space[1] == '\0' || space[1] == ' ')
+		return -1;
+	*space = '\0';
+	queue_envelope_add_rcpt(env, space + 1, (unsigned)notify, strcmp(orcpt, "-") ? orcpt : NULL);
+	env->rcpts[env->nrcpts - 1].state = state;
+	env->rcpts[env->nrcpts - 1].state_off = off + 5; /* after "rcpt " */
+	return 0;
+}
+
+/* Parses one envelope record found at offset off. Returns 1 at "content", 0 for a record, -1
+   when malformed. */
+static int qfile_parse_record(struct queue_envelope *env, char *line, off_t off, const char **why_r)
 {
 	char *value = strchr(line, ' ');
 	if (strcmp(line, "content") == 0)
@@ -274,17 +296,8 @@ static int qfile_parse_record(struct queue_envelope *env, char *line, const char
 		env->smtputf8 = true;
 		return 0;
 	}
-	if (strcmp(line, "rcpt") == 0) {
-		char state, orcpt[1024];
-		unsigned notify;
-		int off = 0;
-		if (sscanf(value, "%c %x %1023s %n", &state, &notify, orcpt, &off) == 3 && off > 0 &&
-		    value[off] != '\0') {
-			queue_envelope_add_rcpt(env, value + off, notify, strcmp(orcpt, "-") ? orcpt : NULL);
-			env->rcpts[env->nrcpts - 1].state = state;
-			return 0;
-		}
-	}
+	if (strcmp(line, "rcpt") == 0 && qfile_parse_rcpt(env, value, off) == 0)
+		return 0;
 	*why_r = "malformed envelope record";
 	return -1;
 }
@@ -295,6 +308,7 @@ static int qfile_read_envelope(FILE *f, struct queue_envelope *env, const char *
 	size_t cap = 0;
 	ssize_t n;
 	int rc = -1, first = 1;
+	off_t off = 0;
 	*why_r = "no content section";
 	while ((n = getline(&line, &cap, f)) > 0) {
 		if (line[n - 1] != '\n') {
@@ -302,20 +316,44 @@ static int qfile_read_envelope(FILE *f, struct queue_envelope *env, const char *
 			break;
 		}
 		line[n - 1] = '\0';
+		if (!first && memchr(line, '\0', (size_t)n - 1) != NULL) {
+			*why_r = "NUL byte in the envelope";
+			rc = -1;
+			break;
+		}
 		if (first) {
 			first = 0;
-			if (strcmp(line, QFILE_MAGIC) == 0)
+			off = n;
+			if ((size_t)n - 1 == strlen(QFILE_MAGIC) && strcmp(line, QFILE_MAGIC) == 0)
 				continue;
 			*why_r = "not a postern queue file";
 			break;
 		}
-		rc = qfile_parse_record(env, line, why_r);
+		rc = qfile_parse_record(env, line, off, why_r);
 		if (rc != 0)
 			break;
 		rc = -1;
+		off += n;
 	}
 	free(line);
 	return rc == 1 ? 0 : -1;
+}
+
+/* The trailer is exactly "\nPOSTERN-END " and 16 lower-case hex digits and "\n". */
+static bool qfile_trailer_parse(const char *t, uint64_t *size_r)
+{
+	static const char prefix[] = "\nPOSTERN-END ";
+	if (memcmp(t, prefix, sizeof(prefix) - 1) != 0 || t[QFILE_TRAILER_LEN - 1] != '\n')
+		return false;
+	uint64_t size = 0;
+	for (const char *p = t + sizeof(prefix) - 1; p < t + QFILE_TRAILER_LEN - 1; p++) {
+		int v = *p >= '0' && *p <= '9' ? *p - '0' : *p >= 'a' && *p <= 'f' ? *p - 'a' + 10 : -1;
+		if (v < 0)
+			return false;
+		size = size << 4 | (uint64_t)v;
+	}
+	*size_r = size;
+	return true;
 }
 
 static int qfile_check_trailer(int fd, off_t content_off, uint64_t *size_r, const char **why_r)
@@ -330,8 +368,7 @@ static int qfile_check_trailer(int fd, off_t content_off, uint64_t *size_r, cons
 		return -1;
 	}
 	trailer[QFILE_TRAILER_LEN] = '\0';
-	if (sscanf(trailer, "\nPOSTERN-END %16" SCNx64 "\n", &size) != 1 ||
-	    trailer[QFILE_TRAILER_LEN - 1] != '\n' ||
+	if (!qfile_trailer_parse(trailer, &size) ||
 	    (uint64_t)(st.st_size - content_off - QFILE_TRAILER_LEN) != size) {
 		*why_r = "torn file: trailer does not match its size";
 		return -1;
@@ -362,6 +399,14 @@ int qfile_load(const char *path, struct queue_envelope *env, off_t *content_off_
 	if (rc < 0)
 		queue_envelope_clear(env);
 	return rc;
+}
+
+int qfile_set_rcpt_state(int fd, struct queue_rcpt *rcpt, char state)
+{
+	if (pwrite(fd, &state, 1, rcpt->state_off) != 1)
+		return -1;
+	rcpt->state = state;
+	return 0;
 }
 
 int qfile_check(const char *path, const char *id, const char **why_r)

@@ -18,13 +18,16 @@ struct spool;
 #define QFILE_MAGIC "POSTERN-QUEUE 1"
 #define QFILE_TRAILER_LEN 30
 
-enum qfile_rcpt_state { QFILE_RCPT_QUEUED = 'Q' };
+/* A recipient's state, updated in place: queued (still to deliver), done (delivered), bounced
+   (failed for good and reported, or nothing to report). */
+enum qfile_rcpt_state { QFILE_RCPT_QUEUED = 'Q', QFILE_RCPT_DONE = 'D', QFILE_RCPT_BOUNCED = 'B' };
 
 struct queue_rcpt {
 	char *address;   /* mailbox, never empty */
 	unsigned notify; /* smtp_notify bits */
 	char *orcpt;     /* "type;xtext" as received, or NULL */
 	char state;      /* enum qfile_rcpt_state */
+	off_t state_off; /* where the state letter is in the file (set by qfile_load) */
 };
 
 struct queue_envelope {
@@ -85,6 +88,9 @@ int qfile_commit_sync(const struct spool *spool, struct qfile **qf, const char *
    sets the content's offset and size. Returns -1 with *why_r when torn, foreign or unreadable. */
 int qfile_load(const char *path, struct queue_envelope *env, off_t *content_off_r,
 	       uint64_t *content_size_r, const char **why_r);
+/* Writes a recipient's new state into the file at rcpt->state_off (the one-byte write is
+   atomic). Returns 0, or -1 with errno. */
+int qfile_set_rcpt_state(int fd, struct queue_rcpt *rcpt, char state);
 /* Validates the file at path, which must carry queue ID id. Returns 0, or -1 with *why_r. */
 int qfile_check(const char *path, const char *id, const char **why_r);
 

@@ -18,7 +18,7 @@
 #include "util/xalloc.h"
 
 const char *const spool_queues[] = { SPOOL_TMP, SPOOL_MAILDROP, SPOOL_INCOMING, "active", "deferred",
-				     "hold", "archive", SPOOL_CORRUPT, NULL };
+				     "hold", "archive", SPOOL_CORRUPT, SPOOL_DEFER, NULL };
 
 static const char spool_hash_chars[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -173,7 +173,7 @@ long spool_recover(const struct spool *spool)
 {
 	long total = 0;
 	for (int q = 0; spool_queues[q] != NULL; q++) {
-		if (strcmp(spool_queues[q], SPOOL_CORRUPT) == 0)
+		if (strcmp(spool_queues[q], SPOOL_CORRUPT) == 0 || strcmp(spool_queues[q], SPOOL_DEFER) == 0)
 			continue;
 		for (int h = 0; spool_hash_chars[h] != '\0'; h++) {
 			long n = spool_recover_dir(spool, spool_queues[q], spool_hash_chars[h]);

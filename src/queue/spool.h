@@ -10,6 +10,7 @@
 #define SPOOL_INCOMING "incoming"
 #define SPOOL_MAILDROP "maildrop"
 #define SPOOL_CORRUPT "corrupt"
+#define SPOOL_DEFER "defer" /* side files: the last error of deferred recipients */
 
 /* Every queue directory, in the order recovery scans them. */
 extern const char *const spool_queues[];
