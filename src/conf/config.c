@@ -44,6 +44,7 @@ enum config_type {
 	CONFIG_TYPE_DOMAIN_LIST,
 	CONFIG_TYPE_LISTEN_LIST,
 	CONFIG_TYPE_LOG_LEVEL,
+	CONFIG_TYPE_TLS_LEVEL,
 };
 
 /* How a type's value is kept in struct config. */
@@ -127,6 +128,48 @@ static const struct config_setting config_table[] = {
 	  "How long SIGTERM waits for sessions to finish." },
 	{ "pickup_interval", CONFIG_TYPE_DURATION, FIELD(pickup_interval), "1s", 1, 3600,
 	  "How often maildrop/ is scanned for sendmail submissions." },
+	{ "delivery_paused", CONFIG_TYPE_BOOL, FIELD(delivery_paused), "no", 0, 0,
+	  "Accept mail but deliver none: it waits in incoming/ until this is turned off (and reloaded)." },
+	{ "relayhost", CONFIG_TYPE_LIST, FIELD(relayhost), "", 0, 0,
+	  "Next hops for all outgoing mail, used in turn: [host]:port (no MX lookup) or host (its MX); empty means MX delivery." },
+	{ "dns_servers", CONFIG_TYPE_STRING, FIELD(dns_servers), "", 0, 1000,
+	  "DNS servers for MX and address lookups, comma-separated ip or ip:port; empty means /etc/resolv.conf." },
+	{ "qmgr_message_active_limit", CONFIG_TYPE_INT, FIELD(qmgr_message_active_limit), "20000", 1, 1000000,
+	  "Most messages the queue manager keeps in memory at once; the rest wait on disk." },
+	{ "delivery_process_limit", CONFIG_TYPE_INT, FIELD(delivery_process_limit), "100", 1, 10000,
+	  "Most deliveries in progress at once." },
+	{ "default_destination_concurrency_limit", CONFIG_TYPE_INT, FIELD(default_destination_concurrency_limit), "20", 1, 1000,
+	  "Most deliveries in progress at once to one next hop." },
+	{ "initial_destination_concurrency", CONFIG_TYPE_INT, FIELD(initial_destination_concurrency), "5", 1, 1000,
+	  "Deliveries at once to a next hop before it has proven itself (slow start)." },
+	{ "destination_recipient_limit", CONFIG_TYPE_INT, FIELD(destination_recipient_limit), "50", 1, 100000,
+	  "Most recipients of one message sent in one delivery." },
+	{ "queue_run_delay", CONFIG_TYPE_DURATION, FIELD(queue_run_delay), "300s", 1, 86400,
+	  "How often deferred/ is scanned for mail due for another attempt." },
+	{ "minimal_backoff_time", CONFIG_TYPE_DURATION, FIELD(minimal_backoff_time), "300s", 1, 86400,
+	  "Shortest wait before a deferred message is tried again." },
+	{ "maximal_backoff_time", CONFIG_TYPE_DURATION, FIELD(maximal_backoff_time), "4000s", 1, 604800,
+	  "Longest wait before a deferred message is tried again." },
+	{ "maximal_queue_lifetime", CONFIG_TYPE_DURATION, FIELD(maximal_queue_lifetime), "5d", 1, 8640000,
+	  "How long a message is retried before it is returned to its sender." },
+	{ "bounce_queue_lifetime", CONFIG_TYPE_DURATION, FIELD(bounce_queue_lifetime), "5d", 1, 8640000,
+	  "How long mail from the null sender (reports) is retried before it is dropped." },
+	{ "archive_undeliverable", CONFIG_TYPE_BOOL, FIELD(archive_undeliverable), "no", 0, 0,
+	  "Keep messages that failed for good in archive/ instead of removing them." },
+	{ "smtp_tls_security_level", CONFIG_TYPE_TLS_LEVEL, FIELD(smtp_tls_security_level), "may", 0, 0,
+	  "STARTTLS when sending: none, may (when offered) or encrypt (required)." },
+	{ "smtp_connect_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_connect_timeout), "30s", 1, 3600,
+	  "Time allowed to connect to a next hop." },
+	{ "smtp_helo_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_helo_timeout), "300s", 1, 3600,
+	  "Time allowed for a next hop's greeting and its reply to EHLO." },
+	{ "smtp_command_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_command_timeout), "300s", 1, 3600,
+	  "Time allowed for a next hop's reply to MAIL, RCPT and other commands." },
+	{ "smtp_data_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_data_timeout), "180s", 1, 3600,
+	  "Time allowed for a next hop to take more of the message while it is sent." },
+	{ "smtp_data_done_timeout", CONFIG_TYPE_DURATION, FIELD(smtp_data_done_timeout), "600s", 1, 3600,
+	  "Time allowed for a next hop's reply to the end of the message." },
+	{ "smtp_connection_reuse_time", CONFIG_TYPE_DURATION, FIELD(smtp_connection_reuse_time), "300s", 0, 3600,
+	  "How long an idle connection is kept for more mail to the same next hop." },
 };
 
 #define CONFIG_NSETTINGS (sizeof(config_table) / sizeof(config_table[0]))
@@ -188,6 +231,7 @@ static enum config_storage config_storage_of(enum config_type type)
 	case CONFIG_TYPE_STRING:
 	case CONFIG_TYPE_PATH:
 	case CONFIG_TYPE_LOG_LEVEL:
+	case CONFIG_TYPE_TLS_LEVEL:
 		return CONFIG_STORAGE_STRING;
 	case CONFIG_TYPE_INT:
 	case CONFIG_TYPE_SIZE:
@@ -432,6 +476,20 @@ static int config_log_level_value_parse(struct config_parser *p, const struct co
 	}
 	v_r->str = xstrdup(config_log_levels[level]);
 	return 0;
+}
+
+static int config_tls_level_value_parse(struct config_parser *p, const struct config_setting *s,
+					const char *text, union config_value *v_r)
+{
+	static const char *const levels[] = { "none", "may", "encrypt" };
+	for (size_t i = 0; i < 3; i++) {
+		if (strcasecmp(text, levels[i]) == 0) {
+			v_r->str = xstrdup(levels[i]);
+			return 0;
+		}
+	}
+	config_error(p, s->name, "\"%.100s\": not a TLS level, use none, may or encrypt", text);
+	return -1;
 }
 
 /* ---- list items ---- */
@@ -720,6 +778,8 @@ static int config_value_parse(struct config_parser *p, const struct config_setti
 		return config_bool_value_parse(p, s, text, v_r);
 	case CONFIG_TYPE_LOG_LEVEL:
 		return config_log_level_value_parse(p, s, text, v_r);
+	case CONFIG_TYPE_TLS_LEVEL:
+		return config_tls_level_value_parse(p, s, text, v_r);
 	case CONFIG_TYPE_LIST:
 	case CONFIG_TYPE_CIDR_LIST:
 	case CONFIG_TYPE_DOMAIN_LIST:

@@ -31,6 +31,28 @@ struct config {
 	char *log_level;        /* "debug", "info", "warn" or "error", for log_level_parse() */
 	int64_t shutdown_timeout;      /* seconds */
 	int64_t pickup_interval;       /* seconds */
+	/* delivery */
+	bool delivery_paused;
+	char **relayhost;
+	char *dns_servers;
+	int64_t qmgr_message_active_limit;
+	int64_t delivery_process_limit;
+	int64_t default_destination_concurrency_limit;
+	int64_t initial_destination_concurrency;
+	int64_t destination_recipient_limit;
+	int64_t queue_run_delay;
+	int64_t minimal_backoff_time;
+	int64_t maximal_backoff_time;
+	int64_t maximal_queue_lifetime;
+	int64_t bounce_queue_lifetime;
+	bool archive_undeliverable;
+	char *smtp_tls_security_level;
+	int64_t smtp_connect_timeout;
+	int64_t smtp_helo_timeout;
+	int64_t smtp_command_timeout;
+	int64_t smtp_data_timeout;
+	int64_t smtp_data_done_timeout;
+	int64_t smtp_connection_reuse_time;
 };
 
 /* Returns a configuration holding every default. */

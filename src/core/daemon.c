@@ -16,7 +16,10 @@
 #include "net/listener.h"
 #include "net/tls.h"
 #include "queue/commit.h"
+#include "deliver/smtp_client.h"
+#include "net/dns.h"
 #include "queue/pickup.h"
+#include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "smtp/server.h"
 #include "util/log.h"
@@ -35,6 +38,10 @@ struct daemon {
 	struct smtp_context ctx;
 	struct smtp_server *server;
 	struct pickup *pickup;
+	struct dns *dns;
+	SSL_CTX *client_tls;
+	struct smtp_client_options client_opts;
+	struct smtp_client *client;
 	struct listener **listeners;
 	size_t nlisteners;
 	struct daemon_listen smtp_arg, lmtp_arg;
@@ -125,6 +132,54 @@ static int daemon_open_listeners(struct daemon *d)
 	       daemon_listen_list(d, d->conf->lmtp_listen, &d->lmtp_arg);
 }
 
+/* Outgoing connections verify nothing (opportunistic TLS, as for MX delivery in general);
+   what it buys is privacy against passive listeners. */
+static SSL_CTX *daemon_client_tls(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (ctx == NULL)
+		log_fatal("cannot create the TLS client context");
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	return ctx;
+}
+
+static void daemon_client_options(struct daemon *d)
+{
+	const struct config *c = d->conf;
+	d->client_opts = (struct smtp_client_options){
+		.helo_name = d->hostname,
+		.connect_timeout = (int)c->smtp_connect_timeout,
+		.helo_timeout = (int)c->smtp_helo_timeout,
+		.command_timeout = (int)c->smtp_command_timeout,
+		.data_timeout = (int)c->smtp_data_timeout,
+		.data_done_timeout = (int)c->smtp_data_done_timeout,
+		.connection_reuse_time = (int)c->smtp_connection_reuse_time,
+		.tls = d->client_tls,
+	};
+}
+
+static void daemon_start_delivery(struct daemon *d)
+{
+	const char *error;
+	d->dns = dns_new(d->ctx.base, d->conf->dns_servers, 5000, &error);
+	if (d->dns == NULL)
+		log_fatal("DNS: %s", error);
+	d->client_tls = daemon_client_tls();
+	daemon_client_options(d);
+	d->client = smtp_client_new(d->ctx.base, d->dns, &d->client_opts);
+	d->ctx.qmgr = qmgr_new(&d->ctx, d->client);
+}
+
+/* Deliveries in flight are interrupted (and deferred) by freeing the agent; the queue manager
+   records that before it goes. */
+static void daemon_stop_delivery(struct daemon *d)
+{
+	if (d->ctx.qmgr != NULL)
+		qmgr_stop(d->ctx.qmgr);
+	smtp_client_free(&d->client);
+}
+
 static bool daemon_lists_equal(char **a, char **b)
 {
 	for (; *a != NULL && *b != NULL; a++, b++) {
@@ -148,6 +203,7 @@ static void daemon_reload(struct daemon *d)
 	}
 	if (strcmp(conf->state_dir, d->conf->state_dir) != 0)
 		log_warn("reload: state_dir changes only with a restart");
+	bool was_paused = d->conf->delivery_paused;
 	bool relisten = !daemon_lists_equal(conf->smtp_listen, d->conf->smtp_listen) ||
 			!daemon_lists_equal(conf->lmtp_listen, d->conf->lmtp_listen);
 	SSL_CTX *tls = daemon_tls(conf, d->ctx.tls, false);
@@ -159,6 +215,8 @@ static void daemon_reload(struct daemon *d)
 	d->conf = conf;
 	d->ctx.conf = conf;
 	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
+	daemon_client_options(d);
+	qmgr_reload(d->ctx.qmgr, was_paused);
 	daemon_apply_log_level(conf);
 	if (relisten) {
 		daemon_close_listeners(d);
@@ -172,9 +230,11 @@ static void daemon_drain_check(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	unsigned sessions = smtp_server_sessions(d->server);
 	unsigned pending = committer_pending(d->ctx.committer);
-	if ((sessions == 0 && pending == 0) || time_now_us() >= d->drain_deadline_us) {
-		if (sessions > 0)
-			log_warn("shutdown timeout: closing %u sessions", sessions);
+	unsigned deliveries = qmgr_inflight(d->ctx.qmgr);
+	if ((sessions == 0 && pending == 0 && deliveries == 0) || time_now_us() >= d->drain_deadline_us) {
+		if (sessions > 0 || deliveries > 0)
+			log_warn("shutdown timeout: closing %u sessions, interrupting %u deliveries",
+				 sessions, deliveries);
 		event_base_loopexit(d->ctx.base, NULL);
 	}
 }
@@ -190,6 +250,7 @@ static void daemon_stop(struct daemon *d)
 	log_info("stopping: draining %u sessions", smtp_server_sessions(d->server));
 	daemon_close_listeners(d);
 	pickup_free(&d->pickup);
+	qmgr_stop(d->ctx.qmgr);
 	smtp_server_drain(d->server);
 	d->drain_deadline_us = time_now_us() + d->conf->shutdown_timeout * 1000000;
 	d->drain_timer = event_new(d->ctx.base, -1, EV_PERSIST, daemon_drain_check, d);
@@ -239,6 +300,7 @@ static void daemon_setup(struct daemon *d)
 	d->ctx.mynetworks = daemon_mynetworks(d->conf, &d->ctx.nmynetworks);
 	d->ctx.committer = committer_new(d->ctx.base, d->ctx.spool);
 	d->server = smtp_server_new(&d->ctx);
+	daemon_start_delivery(d);
 	d->pickup = pickup_new(&d->ctx);
 	daemon_signals(d);
 	if (daemon_open_listeners(d) > 0)
@@ -249,8 +311,12 @@ static void daemon_teardown(struct daemon *d)
 {
 	daemon_close_listeners(d);
 	pickup_free(&d->pickup);
+	daemon_stop_delivery(d);
 	committer_free(&d->ctx.committer);
+	qmgr_free(&d->ctx.qmgr);
 	smtp_server_free(&d->server);
+	dns_free(&d->dns);
+	SSL_CTX_free(d->client_tls);
 	for (int i = 0; i < 3; i++)
 		event_free(d->signals[i]);
 	if (d->drain_timer != NULL)

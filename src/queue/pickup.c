@@ -16,6 +16,7 @@
 #include "queue/cleanup.h"
 #include "queue/commit.h"
 #include "queue/qfile.h"
+#include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "smtp/server.h"
 #include "util/buf.h"
@@ -91,6 +92,8 @@ static void pickup_committed(void *arg, int result)
 	if (result == 0) {
 		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=local, status=queued",
 			 job->id, job->sender, job->size, job->nrcpts);
+		if (job->p->ctx->qmgr != NULL)
+			qmgr_enqueue(job->p->ctx->qmgr, job->id);
 		if (unlink(job->path) < 0 && errno != ENOENT)
 			log_error("%s: cannot remove %s: %s", job->id, job->path, strerror(errno));
 	} else {

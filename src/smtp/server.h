@@ -11,6 +11,7 @@ struct event_base;
 struct config;
 struct spool;
 struct committer;
+struct qmgr;
 
 /* What the SMTP/LMTP server needs from the daemon. The daemon owns it and may swap conf, tls
    and mynetworks on reload; sessions read them at the moment of use. */
@@ -27,6 +28,7 @@ struct smtp_context {
 	   (cleanup runs at pickup), for "postern sendmail -bs". */
 	const char *queue;
 	bool raw;
+	struct qmgr *qmgr; /* told about each message queued; NULL in sendmail -bs */
 };
 
 struct smtp_server;

@@ -14,6 +14,7 @@
 #include "conf/config.h"
 #include "queue/cleanup.h"
 #include "queue/commit.h"
+#include "queue/qmgr.h"
 #include "queue/spool.h"
 #include "util/log.h"
 
@@ -103,6 +104,8 @@ static void session_committed(void *arg, int result)
 		log_info("%s: client=[%s], helo=%s, from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=%s, status=queued",
 			 s->id, s->addr, s->helo, s->env.sender, s->data_size, s->env.nrcpts, s->env.proto);
 		snprintf(text, sizeof(text), "Ok: queued as %s", s->id);
+		if (s->ctx->qmgr != NULL)
+			qmgr_enqueue(s->ctx->qmgr, s->id);
 		session_data_reply(s, 250, s->lmtp ? "2.1.5" : "2.0.0", text);
 	} else {
 		log_error("%s: cannot commit queue file: %s", s->id, strerror(result));

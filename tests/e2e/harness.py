@@ -59,6 +59,8 @@ class Daemon:
             "mynetworks": "10.255.255.0/24",  # loopback is NOT trusted unless a test says so
             "disk_reserve": "0",
             "pickup_interval": "1s",
+            # intake tests read the spool: delivery stays off unless a test turns it on
+            "delivery_paused": "yes",
         }
         if tls:
             self.cert, self.key = make_cert(self.dir)

@@ -585,7 +585,28 @@ static const char default_dump[] =
 	"tls_key_file =\n"
 	"log_level = info\n"
 	"shutdown_timeout = 30\n"
-	"pickup_interval = 1\n";
+	"pickup_interval = 1\n"
+	"delivery_paused = no\n"
+	"relayhost =\n"
+	"dns_servers =\n"
+	"qmgr_message_active_limit = 20000\n"
+	"delivery_process_limit = 100\n"
+	"default_destination_concurrency_limit = 20\n"
+	"initial_destination_concurrency = 5\n"
+	"destination_recipient_limit = 50\n"
+	"queue_run_delay = 300\n"
+	"minimal_backoff_time = 300\n"
+	"maximal_backoff_time = 4000\n"
+	"maximal_queue_lifetime = 432000\n"
+	"bounce_queue_lifetime = 432000\n"
+	"archive_undeliverable = no\n"
+	"smtp_tls_security_level = may\n"
+	"smtp_connect_timeout = 30\n"
+	"smtp_helo_timeout = 300\n"
+	"smtp_command_timeout = 300\n"
+	"smtp_data_timeout = 180\n"
+	"smtp_data_done_timeout = 600\n"
+	"smtp_connection_reuse_time = 300\n";
 
 static void test_dump_defaults(void **state)
 {
@@ -912,7 +933,7 @@ static void test_docs(void **state)
 	}
 	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
 		sections++;
-	assert_int_equal(settings, 20);
+	assert_int_equal(settings, 41);
 	assert_int_equal(sections, settings);
 	free(doc);
 	free(out);

@@ -1,0 +1,103 @@
+#ifndef POSTERN_QMGR_INT_H
+#define POSTERN_QMGR_INT_H
+/* Private to the queue manager: qmgr.c (admission, finalising), qmgr_sched.c (destinations and
+   concurrency), qmgr_bounce.c (reports). */
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "deliver/delivery.h"
+#include "deliver/smtp_client.h"
+#include "queue/qfile.h"
+#include "queue/qmgr.h"
+
+struct event;
+
+enum qrcpt_state {
+	QRCPT_PENDING,  /* still to deliver in this pass */
+	QRCPT_INFLIGHT, /* handed to an agent */
+	QRCPT_DEFER,    /* failed for now: retried in a later pass */
+	QRCPT_BOUNCE,   /* failed for good: to be reported */
+	QRCPT_FINAL,    /* done or bounced and recorded in the file */
+};
+
+struct qrcpt {
+	enum qrcpt_state state;
+	bool has_result;
+	struct delivery_result last; /* the latest attempt's outcome */
+	int64_t last_us;             /* when it happened */
+};
+
+struct qmsg {
+	struct qmgr *q;
+	char id[QUEUE_ID_LEN + 1];
+	char path[4096]; /* in active/ */
+	int fd;
+	struct queue_envelope env;
+	off_t content_off;
+	uint64_t content_size;
+	struct qrcpt *rcpts;
+	unsigned jobs; /* deliveries not yet reported */
+	bool finishing;
+	struct qmsg *prev, *next;
+};
+
+struct qdest;
+
+/* One delivery: some recipients of one message to one next hop. */
+struct qjob {
+	struct qmsg *msg;
+	struct qdest *dest;
+	struct smtp_nexthop hop;
+	struct delivery_rcpt *rcpts;
+	size_t nrcpts;
+	struct delivery_request req;
+	struct qjob *next;
+};
+
+struct qdest {
+	char key[300];
+	struct smtp_nexthop hop;
+	struct qjob *head, *tail;
+	unsigned queued, active, window, failures;
+	int64_t dead_until_us;
+	struct qdest *hnext;   /* hash chain */
+	struct qdest *rnext;   /* ready ring */
+	bool in_ring;
+};
+
+#define QMGR_HASH 1024
+
+struct qmgr_idlist {
+	char (*ids)[QUEUE_ID_LEN + 1];
+	const char **from; /* queue each came from */
+	size_t head, len, cap;
+};
+
+struct qmgr {
+	const struct smtp_context *ctx;
+	struct smtp_client *client;
+	struct qmsg *msgs;
+	unsigned nmsgs, inflight;
+	struct qmgr_idlist waiting;   /* IDs ready to enter the active set */
+	unsigned waiting_deferred;    /* how many of them come from deferred/ */
+	struct qdest *dests[QMGR_HASH];
+	struct qdest *ring, *ring_tail; /* destinations with jobs waiting, in turn */
+	struct event *scan_timer, *admit_ev;
+	unsigned relay_rr;
+	bool stopping;
+};
+
+/* qmgr_sched.c */
+void qmgr_sched_add(struct qmgr *q, struct qmsg *m);
+void qmgr_sched_run(struct qmgr *q);
+void qmgr_sched_free(struct qmgr *q);
+
+/* qmgr.c */
+void qmgr_job_done(struct qmsg *m);
+bool qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from);
+
+/* qmgr_bounce.c: reports the message's QRCPT_BOUNCE recipients (and expired ones) to its
+   sender when it should, then calls done(m). */
+void qmgr_bounce(struct qmsg *m, void (*done)(struct qmsg *m));
+
+#endif

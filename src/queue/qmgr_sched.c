@@ -1,0 +1,297 @@
+/* Destinations: one queue of jobs per next hop, with a concurrency window that starts small,
+   grows with each success and shrinks on failure, and a dead-destination back-off, so that
+   one slow or broken peer cannot starve the others. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf/config.h"
+#include "queue/qmgr_int.h"
+#include "smtp/server.h"
+#include "util/log.h"
+#include "util/timeutil.h"
+#include "util/xalloc.h"
+
+static unsigned qmgr_hash(const char *s)
+{
+	unsigned h = 5381;
+	while (*s != '\0')
+		h = h * 33 + (unsigned char)*s++;
+	return h % QMGR_HASH;
+}
+
+static struct qdest *qmgr_dest(struct qmgr *q, const struct smtp_nexthop *hop)
+{
+	char key[sizeof(((struct qdest *)0)->key)];
+	snprintf(key, sizeof(key), "%s:%s%s:%d", hop->lmtp ? "lmtp" : "smtp", hop->mx ? "mx:" : "",
+		 hop->host, hop->port);
+	unsigned h = qmgr_hash(key);
+	for (struct qdest *d = q->dests[h]; d != NULL; d = d->hnext) {
+		if (strcmp(d->key, key) == 0)
+			return d;
+	}
+	struct qdest *d = xcalloc(1, sizeof(*d));
+	memcpy(d->key, key, sizeof(d->key));
+	d->hop = *hop;
+	d->window = (unsigned)q->ctx->conf->initial_destination_concurrency;
+	d->hnext = q->dests[h];
+	q->dests[h] = d;
+	return d;
+}
+
+/* The next hop of one recipient: the relay host (one per message, in turn), an address
+   literal as is, or the MX of the domain. */
+static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *address,
+			 struct smtp_nexthop *hop)
+{
+	const struct config *conf = q->ctx->conf;
+	const char *error;
+	if (conf->relayhost[0] != NULL) {
+		size_t n = 0;
+		while (conf->relayhost[n] != NULL)
+			n++;
+		const char *spec = conf->relayhost[(m->id[QUEUE_ID_LEN - 1] + q->relay_rr) % n];
+		if (smtp_nexthop_parse(spec, false, hop, &error) == 0)
+			goto tls;
+		log_error("relayhost %s: %s", spec, error);
+	}
+	const char *at = strrchr(address, '@');
+	const char *domain = at != NULL ? at + 1 : q->ctx->hostname;
+	memset(hop, 0, sizeof(*hop));
+	if (domain[0] == '[' && smtp_nexthop_parse(domain, false, hop, &error) == 0)
+		goto tls;
+	hop->mx = true;
+	hop->port = 25;
+	snprintf(hop->host, sizeof(hop->host), "%s", domain);
+tls:
+	hop->tls = conf->smtp_tls_security_level[0] == 'e'   ? SMTP_TLS_ENCRYPT
+		   : conf->smtp_tls_security_level[0] == 'n' ? SMTP_TLS_NONE
+							     : SMTP_TLS_MAY;
+}
+
+static struct qjob *qmgr_job_new(struct qmsg *m, struct qdest *d)
+{
+	struct qjob *j = xcalloc(1, sizeof(*j));
+	j->msg = m;
+	j->dest = d;
+	j->hop = d->hop;
+	j->rcpts = xcalloc((size_t)m->q->ctx->conf->destination_recipient_limit, sizeof(*j->rcpts));
+	return j;
+}
+
+static void qmgr_dest_ready(struct qmgr *q, struct qdest *d)
+{
+	if (d->in_ring || d->head == NULL)
+		return;
+	d->in_ring = true;
+	d->rnext = NULL;
+	if (q->ring_tail != NULL)
+		q->ring_tail->rnext = d;
+	else
+		q->ring = d;
+	q->ring_tail = d;
+}
+
+static struct qdest *qmgr_ring_pop(struct qmgr *q)
+{
+	struct qdest *d = q->ring;
+	if (d == NULL)
+		return NULL;
+	q->ring = d->rnext;
+	if (q->ring == NULL)
+		q->ring_tail = NULL;
+	d->in_ring = false;
+	return d;
+}
+
+static void qmgr_dest_push(struct qmgr *q, struct qdest *d, struct qjob *j)
+{
+	if (d->tail != NULL)
+		d->tail->next = j;
+	else
+		d->head = j;
+	d->tail = j;
+	d->queued++;
+	j->msg->jobs++;
+	qmgr_dest_ready(q, d);
+}
+
+/* Groups the message's pending recipients by next hop, at most destination_recipient_limit to
+   a job, and queues the jobs at their destinations. */
+void qmgr_sched_add(struct qmgr *q, struct qmsg *m)
+{
+	size_t limit = (size_t)q->ctx->conf->destination_recipient_limit;
+	struct qjob **open = xcalloc(m->env.nrcpts, sizeof(*open));
+	size_t nopen = 0;
+	for (size_t i = 0; i < m->env.nrcpts; i++) {
+		if (m->rcpts[i].state != QRCPT_PENDING)
+			continue;
+		struct smtp_nexthop hop;
+		qmgr_nexthop(q, m, m->env.rcpts[i].address, &hop);
+		struct qdest *d = qmgr_dest(q, &hop);
+		struct qjob *j = NULL;
+		for (size_t k = 0; k < nopen && j == NULL; k++)
+			j = open[k]->dest == d ? open[k] : NULL;
+		if (j == NULL)
+			j = open[nopen++] = qmgr_job_new(m, d);
+		const struct queue_rcpt *r = &m->env.rcpts[i];
+		j->rcpts[j->nrcpts++] = (struct delivery_rcpt){ i, r->address, r->notify, r->orcpt };
+		m->rcpts[i].state = QRCPT_INFLIGHT;
+		if (j->nrcpts == limit) {
+			qmgr_dest_push(q, d, j);
+			for (size_t k = 0; k < nopen; k++) {
+				if (open[k] == j)
+					open[k] = open[--nopen];
+			}
+		}
+	}
+	for (size_t k = 0; k < nopen; k++)
+		qmgr_dest_push(q, open[k]->dest, open[k]);
+	free(open);
+}
+
+static bool qmgr_connection_failure(const struct delivery_result *res, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (res[i].status != DELIVERY_DEFER || res[i].code != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Slow start: every job that reached the peer widens the window by one, up to the limit; a
+   job that could not talk to it at all halves it, and a second such failure in a row marks the
+   destination dead for minimal_backoff_time, deferring what waits for it without trying. */
+static void qmgr_dest_feedback(struct qmgr *q, struct qdest *d, const struct delivery_result *res,
+			       size_t n)
+{
+	const struct config *conf = q->ctx->conf;
+	if (!qmgr_connection_failure(res, n)) {
+		d->failures = 0;
+		if (d->window < (unsigned)conf->default_destination_concurrency_limit)
+			d->window++;
+		return;
+	}
+	d->window = d->window > 1 ? d->window / 2 : 1;
+	if (++d->failures >= 2 && d->dead_until_us <= time_now_us()) {
+		d->dead_until_us = time_now_us() + conf->minimal_backoff_time * 1000000;
+		log_warn("destination %s is unreachable; deferring its mail for %llds", d->key,
+			 (long long)conf->minimal_backoff_time);
+	}
+}
+
+static void qmgr_record(struct qmsg *m, const struct delivery_result *r)
+{
+	if (r->index >= m->env.nrcpts)
+		log_panic("%s: delivery result for recipient %zu of %zu", m->id, r->index, m->env.nrcpts);
+	struct qrcpt *qr = &m->rcpts[r->index];
+	qr->last = *r;
+	qr->has_result = true;
+	qr->last_us = time_now_us();
+	if (r->status == DELIVERY_DEFER) {
+		qr->state = QRCPT_DEFER;
+	} else if (r->status == DELIVERY_BOUNCE) {
+		qr->state = QRCPT_BOUNCE;
+	} else {
+		qr->state = QRCPT_FINAL;
+		if (qfile_set_rcpt_state(m->fd, &m->env.rcpts[r->index], QFILE_RCPT_DONE) < 0)
+			log_error("%s: cannot record delivery: %m", m->id);
+	}
+}
+
+static void qmgr_job_free(struct qjob *j)
+{
+	free(j->rcpts);
+	free(j);
+}
+
+static void qmgr_job_cb(void *arg, const struct delivery_result *res, size_t n)
+{
+	struct qjob *j = arg;
+	struct qmgr *q = j->msg->q;
+	struct qmsg *m = j->msg;
+	for (size_t i = 0; i < n; i++)
+		qmgr_record(m, &res[i]);
+	qmgr_dest_feedback(q, j->dest, res, n);
+	j->dest->active--;
+	q->inflight--;
+	qmgr_dest_ready(q, j->dest);
+	qmgr_job_free(j);
+	qmgr_job_done(m);
+	qmgr_sched_run(q);
+}
+
+/* A job for a dead destination is deferred at once with the reason it died for. */
+static void qmgr_job_skip(struct qmgr *q, struct qjob *j)
+{
+	struct delivery_result *res = xcalloc(j->nrcpts, sizeof(*res));
+	for (size_t i = 0; i < j->nrcpts; i++)
+		delivery_result_set(&res[i], j->rcpts[i].index, DELIVERY_DEFER, 0, "4.4.1",
+				    "delivery temporarily suspended: %s is unreachable", j->hop.host);
+	struct qmsg *m = j->msg;
+	for (size_t i = 0; i < j->nrcpts; i++)
+		qmgr_record(m, &res[i]);
+	free(res);
+	qmgr_job_free(j);
+	qmgr_job_done(m);
+}
+
+static void qmgr_job_start(struct qmgr *q, struct qjob *j)
+{
+	struct qmsg *m = j->msg;
+	j->req = (struct delivery_request){
+		.id = m->id, .sender = m->env.sender, .envid = m->env.envid, .ret = m->env.ret,
+		.smtputf8 = m->env.smtputf8,
+		.eightbit = m->env.body != NULL && strcmp(m->env.body, "8BITMIME") == 0,
+		.fd = m->fd, .content_off = m->content_off, .content_size = m->content_size,
+		.rcpts = j->rcpts, .nrcpts = j->nrcpts,
+	};
+	j->dest->active++;
+	q->inflight++;
+	smtp_client_deliver(q->client, &j->hop, &j->req, qmgr_job_cb, j);
+}
+
+static struct qjob *qmgr_dest_take(struct qdest *d)
+{
+	struct qjob *j = d->head;
+	d->head = j->next;
+	if (d->head == NULL)
+		d->tail = NULL;
+	d->queued--;
+	j->next = NULL;
+	return j;
+}
+
+void qmgr_sched_run(struct qmgr *q)
+{
+	unsigned limit = (unsigned)q->ctx->conf->delivery_process_limit;
+	unsigned turns = 0;
+	while (q->ring != NULL && q->inflight < limit && !q->stopping && turns++ < 10000) {
+		struct qdest *d = qmgr_ring_pop(q);
+		if (d->head == NULL)
+			continue;
+		if (d->dead_until_us > time_now_us()) {
+			qmgr_job_skip(q, qmgr_dest_take(d));
+			qmgr_dest_ready(q, d);
+			continue;
+		}
+		if (d->active >= d->window)
+			continue; /* back in the ring when one of its jobs finishes */
+		qmgr_job_start(q, qmgr_dest_take(d));
+		qmgr_dest_ready(q, d);
+	}
+}
+
+void qmgr_sched_free(struct qmgr *q)
+{
+	for (int h = 0; h < QMGR_HASH; h++) {
+		while (q->dests[h] != NULL) {
+			struct qdest *d = q->dests[h];
+			q->dests[h] = d->hnext;
+			while (d->head != NULL)
+				qmgr_job_free(qmgr_dest_take(d));
+			free(d);
+		}
+	}
+	q->ring = q->ring_tail = NULL;
+}
