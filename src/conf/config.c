@@ -131,7 +131,7 @@ static const struct config_setting config_table[] = {
 	{ "delivery_paused", CONFIG_TYPE_BOOL, FIELD(delivery_paused), "no", 0, 0,
 	  "Accept mail but deliver none: it waits in incoming/ until this is turned off (and reloaded)." },
 	{ "relayhost", CONFIG_TYPE_LIST, FIELD(relayhost), "", 0, 0,
-	  "Next hops for all outgoing mail, used in turn: [host]:port (no MX lookup) or host (its MX); empty means MX delivery." },
+	  "Next hops for all outgoing mail, used in turn: [host]:port (no MX lookup), host (its MX), or lmtp:[host]:port and lmtp:unix:/path; empty means MX delivery." },
 	{ "dns_servers", CONFIG_TYPE_STRING, FIELD(dns_servers), "", 0, 1000,
 	  "DNS servers for MX and address lookups, comma-separated ip or ip:port; empty means /etc/resolv.conf." },
 	{ "qmgr_message_active_limit", CONFIG_TYPE_INT, FIELD(qmgr_message_active_limit), "20000", 1, 1000000,

@@ -42,6 +42,7 @@ struct delivery_result {
 	char dsn[16];               /* RFC 3463 status, e.g. "5.1.1"; always set */
 	char text[512];             /* one line: the peer's reply or our reason */
 	char remote_mta[256];       /* host name or [address] of the peer, "" when none */
+	bool dsn_passed;            /* the next hop took DSN: success notices are now its job */
 };
 
 /* Called on the loop thread once for a request, with one result per recipient, in request

@@ -187,6 +187,7 @@ void smtp_client_job_set(struct smtp_client_job *job, size_t i, enum delivery_st
 	delivery_result_set(r, job->req->rcpts[i].index, status, e->code, e->dsn, "%s", e->text);
 	r->dsn[0] = status == DELIVERY_DONE ? '2' : status == DELIVERY_DEFER ? '4' : '5';
 	snprintf(r->remote_mta, sizeof(r->remote_mta), "%s", e->remote_mta);
+	r->dsn_passed = e->dsn_passed;
 	job->rstate[i] = SMTP_CLIENT_RCPT_FINAL;
 	job->in_reply_to[i] = e->in_reply_to;
 }

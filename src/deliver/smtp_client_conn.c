@@ -46,6 +46,7 @@ void smtp_client_conn_error(const struct smtp_client_conn *conn, const char *dsn
 	memset(e, 0, sizeof(*e));
 	snprintf(e->dsn, sizeof(e->dsn), "%s", dsn);
 	snprintf(e->remote_mta, sizeof(e->remote_mta), "%s", conn->remote_mta);
+	e->dsn_passed = conn->ext.dsn;
 	va_start(ap, fmt);
 	vsnprintf(e->text, sizeof(e->text), fmt, ap);
 	va_end(ap);

@@ -67,6 +67,7 @@ struct smtp_client_error {
 	char text[512];
 	char remote_mta[256];   /* "" when no peer was involved */
 	const char *in_reply_to; /* the command a reply answered ("RCPT TO"), or NULL */
+	bool dsn_passed;        /* the peer offered DSN, so NOTIFY went on with the message */
 };
 
 enum smtp_client_rcpt_state {

@@ -20,7 +20,8 @@
 struct qmgr_report {
 	struct qmsg *m;
 	void (*done)(struct qmsg *m);
-	char ndr_id[QUEUE_ID_LEN + 1];
+	unsigned pending;    /* reports not yet committed */
+	bool failed;         /* a failure report could not be queued */
 };
 
 static bool qmgr_wants_failure_report(const struct queue_rcpt *r)
@@ -42,20 +43,32 @@ static void qmgr_mark_bounced(struct qmsg *m)
 	}
 }
 
-static size_t qmgr_report_rcpts(struct qmsg *m, struct ndr_rcpt *out)
+static struct ndr_rcpt qmgr_report_rcpt(const struct qmsg *m, size_t i, const char *action)
+{
+	const struct qrcpt *r = &m->rcpts[i];
+	const struct queue_rcpt *qr = &m->env.rcpts[i];
+	return (struct ndr_rcpt){
+		.address = qr->address, .orcpt = qr->orcpt, .action = action,
+		.status = r->last.dsn, .code = r->last.code, .diagnostic = r->last.text,
+		.remote_mta = r->last.remote_mta[0] ? r->last.remote_mta : NULL,
+		.last_attempt_us = r->last_us,
+	};
+}
+
+/* Failures the sender asked to hear of (NOTIFY absent or with FAILURE), or successes relayed to
+   a next hop that could not carry NOTIFY=SUCCESS on (RFC 3461 5.2.2: "relayed"). */
+static size_t qmgr_report_rcpts(struct qmsg *m, enum ndr_kind kind, struct ndr_rcpt *out)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
-		const struct qrcpt *r = &m->rcpts[i];
-		const struct queue_rcpt *qr = &m->env.rcpts[i];
-		if (r->state != QRCPT_BOUNCE || !qmgr_wants_failure_report(qr))
-			continue;
-		out[n++] = (struct ndr_rcpt){
-			.address = qr->address, .orcpt = qr->orcpt, .action = "failed",
-			.status = r->last.dsn, .code = r->last.code, .diagnostic = r->last.text,
-			.remote_mta = r->last.remote_mta[0] ? r->last.remote_mta : NULL,
-			.last_attempt_us = r->last_us,
-		};
+		struct qrcpt *r = &m->rcpts[i];
+		if (kind == NDR_FAILURE && r->state == QRCPT_BOUNCE &&
+		    qmgr_wants_failure_report(&m->env.rcpts[i]))
+			out[n++] = qmgr_report_rcpt(m, i, "failed");
+		if (kind == NDR_SUCCESS && r->notify_success) {
+			out[n++] = qmgr_report_rcpt(m, i, "relayed");
+			r->notify_success = false;
+		}
 	}
 	return n;
 }
@@ -65,17 +78,13 @@ static int qmgr_report_write(void *arg, const void *data, size_t n)
 	return qfile_write(arg, data, n);
 }
 
-static void qmgr_report_committed(void *arg, int result)
+static void qmgr_report_finish(struct qmgr_report *rep)
 {
-	struct qmgr_report *rep = arg;
 	struct qmsg *m = rep->m;
-	if (result == 0) {
-		log_info("%s: sender non-delivery notification: %s", m->id, rep->ndr_id);
-		qmgr_enqueue(m->q, rep->ndr_id);
+	if (!rep->failed) {
 		qmgr_mark_bounced(m);
 	} else {
 		/* Not reported yet: keep them deferred, the next pass reports them. */
-		log_error("%s: cannot queue the non-delivery notification: %s", m->id, strerror(result));
 		for (size_t i = 0; i < m->env.nrcpts; i++) {
 			if (m->rcpts[i].state == QRCPT_BOUNCE)
 				m->rcpts[i].state = QRCPT_DEFER;
@@ -83,6 +92,29 @@ static void qmgr_report_committed(void *arg, int result)
 	}
 	rep->done(m);
 	free(rep);
+}
+
+struct qmgr_report_file {
+	struct qmgr_report *rep;
+	enum ndr_kind kind;
+	char id[QUEUE_ID_LEN + 1];
+};
+
+static void qmgr_report_committed(void *arg, int result)
+{
+	struct qmgr_report_file *f = arg;
+	struct qmgr_report *rep = f->rep;
+	if (result == 0) {
+		log_info("%s: sender %s notification: %s", rep->m->id,
+			 f->kind == NDR_FAILURE ? "non-delivery" : "delivery", f->id);
+		qmgr_enqueue(rep->m->q, f->id);
+	} else {
+		log_error("%s: cannot queue a notification: %s", rep->m->id, strerror(result));
+		rep->failed |= f->kind == NDR_FAILURE;
+	}
+	free(f);
+	if (--rep->pending == 0)
+		qmgr_report_finish(rep);
 }
 
 static struct qfile *qmgr_report_file(struct qmsg *m, char *id)
@@ -105,13 +137,13 @@ static struct qfile *qmgr_report_file(struct qmsg *m, char *id)
 	return qf;
 }
 
-static int qmgr_report_compose(struct qmsg *m, struct qfile *qf, const char *ndr_id,
+static int qmgr_report_compose(struct qmsg *m, struct qfile *qf, enum ndr_kind kind, const char *ndr_id,
 			       const struct ndr_rcpt *rcpts, size_t n)
 {
 	char msgid[128];
-	snprintf(msgid, sizeof(msgid), "%s.bounce@%s", ndr_id, m->q->ctx->hostname);
+	snprintf(msgid, sizeof(msgid), "%s.report@%s", ndr_id, m->q->ctx->hostname);
 	struct ndr_params p = {
-		.kind = NDR_FAILURE, .reporting_mta = m->q->ctx->hostname, .queue_id = m->id,
+		.kind = kind, .reporting_mta = m->q->ctx->hostname, .queue_id = m->id,
 		.envid = m->env.envid, .arrival_us = m->env.arrival_us, .to = m->env.sender,
 		.ret = m->env.ret, .now_us = time_now_us(), .message_id = msgid,
 	};
@@ -121,27 +153,40 @@ static int qmgr_report_compose(struct qmsg *m, struct qfile *qf, const char *ndr
 	return 0;
 }
 
+/* Queues one report of kind for the message's recipients that call for it. */
+static void qmgr_report(struct qmgr_report *rep, enum ndr_kind kind)
+{
+	struct qmsg *m = rep->m;
+	struct ndr_rcpt *rcpts = xcalloc(m->env.nrcpts, sizeof(*rcpts));
+	size_t n = qmgr_report_rcpts(m, kind, rcpts);
+	if (n > 0) {
+		struct qmgr_report_file *f = xcalloc(1, sizeof(*f));
+		f->rep = rep;
+		f->kind = kind;
+		rep->pending++;
+		struct qfile *qf = qmgr_report_file(m, f->id);
+		if (qf == NULL || qmgr_report_compose(m, qf, kind, f->id, rcpts, n) < 0) {
+			qfile_abort(&qf);
+			qmgr_report_committed(f, EIO);
+		} else {
+			committer_submit(m->q->ctx->committer, qf, SPOOL_INCOMING, qmgr_report_committed, f);
+		}
+	}
+	free(rcpts);
+}
+
 void qmgr_bounce(struct qmsg *m, void (*done)(struct qmsg *m))
 {
-	struct ndr_rcpt *rcpts = xcalloc(m->env.nrcpts, sizeof(*rcpts));
-	size_t n = m->env.sender[0] != '\0' ? qmgr_report_rcpts(m, rcpts) : 0;
-	if (n == 0) {
-		/* Never a report to the null sender, nor for NOTIFY=NEVER or DELAY/SUCCESS only. */
-		free(rcpts);
-		qmgr_mark_bounced(m);
-		done(m);
-		return;
-	}
 	struct qmgr_report *rep = xcalloc(1, sizeof(*rep));
 	rep->m = m;
 	rep->done = done;
-	struct qfile *qf = qmgr_report_file(m, rep->ndr_id);
-	if (qf == NULL || qmgr_report_compose(m, qf, rep->ndr_id, rcpts, n) < 0) {
-		qfile_abort(&qf);
-		free(rcpts);
-		qmgr_report_committed(rep, EIO);
-		return;
+	/* Never a report to the null sender: that is how report loops are avoided. */
+	if (m->env.sender[0] != '\0') {
+		rep->pending = 1; /* held until both kinds are queued */
+		qmgr_report(rep, NDR_FAILURE);
+		qmgr_report(rep, NDR_SUCCESS);
+		if (--rep->pending > 0)
+			return;
 	}
-	free(rcpts);
-	committer_submit(m->q->ctx->committer, qf, SPOOL_INCOMING, qmgr_report_committed, rep);
+	qmgr_report_finish(rep);
 }

@@ -23,6 +23,7 @@ enum qrcpt_state {
 struct qrcpt {
 	enum qrcpt_state state;
 	bool has_result;
+	bool notify_success;         /* delivered with NOTIFY=SUCCESS past a hop without DSN */
 	struct delivery_result last; /* the latest attempt's outcome */
 	int64_t last_us;             /* when it happened */
 };

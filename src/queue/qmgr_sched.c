@@ -7,6 +7,7 @@
 
 #include "conf/config.h"
 #include "queue/qmgr_int.h"
+#include "smtp/command.h"
 #include "smtp/server.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -39,6 +40,17 @@ static struct qdest *qmgr_dest(struct qmgr *q, const struct smtp_nexthop *hop)
 	return d;
 }
 
+/* LMTP hops keep the parser's choice (no TLS on a local socket); SMTP ones follow
+   smtp_tls_security_level. */
+static void qmgr_hop_tls(const struct config *conf, struct smtp_nexthop *hop)
+{
+	if (hop->lmtp)
+		return;
+	hop->tls = conf->smtp_tls_security_level[0] == 'e'   ? SMTP_TLS_ENCRYPT
+		   : conf->smtp_tls_security_level[0] == 'n' ? SMTP_TLS_NONE
+							     : SMTP_TLS_MAY;
+}
+
 /* The next hop of one recipient: the relay host (one per message, in turn), an address
    literal as is, or the MX of the domain. */
 static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *address,
@@ -51,22 +63,22 @@ static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *addre
 		while (conf->relayhost[n] != NULL)
 			n++;
 		const char *spec = conf->relayhost[(m->id[QUEUE_ID_LEN - 1] + q->relay_rr) % n];
-		if (smtp_nexthop_parse(spec, false, hop, &error) == 0)
-			goto tls;
+		bool lmtp = strncmp(spec, "lmtp:", 5) == 0;
+		if (smtp_nexthop_parse(lmtp ? spec + 5 : spec, lmtp, hop, &error) == 0) {
+			qmgr_hop_tls(conf, hop);
+			return;
+		}
 		log_error("relayhost %s: %s", spec, error);
 	}
 	const char *at = strrchr(address, '@');
 	const char *domain = at != NULL ? at + 1 : q->ctx->hostname;
 	memset(hop, 0, sizeof(*hop));
-	if (domain[0] == '[' && smtp_nexthop_parse(domain, false, hop, &error) == 0)
-		goto tls;
-	hop->mx = true;
-	hop->port = 25;
-	snprintf(hop->host, sizeof(hop->host), "%s", domain);
-tls:
-	hop->tls = conf->smtp_tls_security_level[0] == 'e'   ? SMTP_TLS_ENCRYPT
-		   : conf->smtp_tls_security_level[0] == 'n' ? SMTP_TLS_NONE
-							     : SMTP_TLS_MAY;
+	if (domain[0] != '[' || smtp_nexthop_parse(domain, false, hop, &error) < 0) {
+		hop->mx = true;
+		hop->port = 25;
+		snprintf(hop->host, sizeof(hop->host), "%s", domain);
+	}
+	qmgr_hop_tls(conf, hop);
 }
 
 static struct qjob *qmgr_job_new(struct qmsg *m, struct qdest *d)
@@ -194,6 +206,7 @@ static void qmgr_record(struct qmsg *m, const struct delivery_result *r)
 		qr->state = QRCPT_BOUNCE;
 	} else {
 		qr->state = QRCPT_FINAL;
+		qr->notify_success = (m->env.rcpts[r->index].notify & SMTP_NOTIFY_SUCCESS) && !r->dsn_passed;
 		if (qfile_set_rcpt_state(m->fd, &m->env.rcpts[r->index], QFILE_RCPT_DONE) < 0)
 			log_error("%s: cannot record delivery: %m", m->id);
 	}

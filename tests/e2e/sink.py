@@ -25,7 +25,7 @@ class _Handler(socketserver.StreamRequestHandler):
             verb = cmd.split(" ", 1)[0].upper()
             if verb in ("EHLO", "LHLO"):
                 self.send("250-sink.test\r\n250-PIPELINING\r\n250-SIZE 100000000\r\n250-8BITMIME\r\n"
-                          "250-SMTPUTF8\r\n250 DSN")
+                          + ("250-SMTPUTF8\r\n250 DSN" if peer.dsn else "250 SMTPUTF8"))
             elif verb == "HELO":
                 self.send("250 sink.test")
             elif verb == "MAIL":
@@ -78,8 +78,9 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class Sink:
-    def __init__(self, lmtp=False):
+    def __init__(self, lmtp=False, dsn=True):
         self.lmtp = lmtp
+        self.dsn = dsn
         self.tempfail = False
         self.messages = []
         self.connections = 0

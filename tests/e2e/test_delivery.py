@@ -174,6 +174,29 @@ def test_restart_resumes_deferred_and_active():
         wait_empty(d)
 
 
+def test_notify_success_relayed_notice_only_without_peer_dsn():
+    with Sink(dsn=False) as sink, daemon(sink) as d:
+        d.start()
+        send(d, "s@client.test", ["ok1@robots.test"], subject="success", rcpt_options=["NOTIFY=SUCCESS"])
+        deadline = time.time() + 10
+        while not reports(sink) and time.time() < deadline:
+            time.sleep(0.05)
+        (rep,) = reports(sink)
+        parsed = email.message_from_bytes(rep["data"], policy=email.policy.default)
+        fields = parsed.get_payload()[1].get_payload()
+        assert str(fields[1]["Action"]) == "relayed" and str(fields[1]["Status"]).startswith("2.")
+        (orig,) = [m for m in sink.messages if "MAIL FROM:<s@client.test>" in m["mail"]]
+        assert "NOTIFY" not in orig["rcpts"][0]
+    with Sink() as sink, daemon(sink) as d:
+        d.start()
+        send(d, "s@client.test", ["ok2@robots.test"], subject="success2", rcpt_options=["NOTIFY=SUCCESS"])
+        (orig,) = sink.wait(1)
+        assert "NOTIFY=SUCCESS" in orig["rcpts"][0]
+        time.sleep(1)
+        wait_empty(d)
+        assert reports(sink) == []
+
+
 def test_paused_delivery_resumes_on_reload():
     with Sink() as sink, daemon(sink, delivery_paused="yes") as d:
         d.start()
