@@ -9,5 +9,8 @@ const char *cli_config_path(const char *given);
 int cli_config(int argc, char **argv);
 /* "postern sendmail ..." and the "sendmail" name: sendmail-compatible submission. */
 int cli_sendmail(int argc, char **argv);
+/* "postern queue list|show|flush|hold|release|delete|requeue|shape ...": the queue through
+   the daemon's admin API. */
+int cli_queue(int argc, char **argv);
 
 #endif

@@ -128,6 +128,8 @@ static const struct config_setting config_table[] = {
 	  "How long SIGTERM waits for sessions to finish." },
 	{ "pickup_interval", CONFIG_TYPE_DURATION, FIELD(pickup_interval), "1s", 1, 3600,
 	  "How often maildrop/ is scanned for sendmail submissions." },
+	{ "admin_socket", CONFIG_TYPE_PATH, FIELD(admin_socket), "", 0, CONFIG_UNIX_PATH_MAX,
+	  "Unix socket of the admin HTTP API, used by postern queue; empty means state_dir/api.sock." },
 	{ "delivery_paused", CONFIG_TYPE_BOOL, FIELD(delivery_paused), "no", 0, 0,
 	  "Accept mail but deliver none: it waits in incoming/ until this is turned off (and reloaded)." },
 	{ "relayhost", CONFIG_TYPE_LIST, FIELD(relayhost), "", 0, 0,

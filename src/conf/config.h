@@ -31,6 +31,7 @@ struct config {
 	char *log_level;        /* "debug", "info", "warn" or "error", for log_level_parse() */
 	int64_t shutdown_timeout;      /* seconds */
 	int64_t pickup_interval;       /* seconds */
+	char *admin_socket;     /* the admin API's unix socket; "" means state_dir/api.sock */
 	/* delivery */
 	bool delivery_paused;
 	char **relayhost;

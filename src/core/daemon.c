@@ -11,6 +11,7 @@
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 
+#include "admin/admin.h"
 #include "conf/config.h"
 #include "net/cidr.h"
 #include "net/listener.h"
@@ -38,6 +39,7 @@ struct daemon {
 	struct smtp_context ctx;
 	struct smtp_server *server;
 	struct pickup *pickup;
+	struct admin_server *admin;
 	struct dns *dns;
 	SSL_CTX *client_tls;
 	struct smtp_client_options client_opts;
@@ -305,10 +307,14 @@ static void daemon_setup(struct daemon *d)
 	daemon_signals(d);
 	if (daemon_open_listeners(d) > 0)
 		log_fatal("cannot open every listener; see above");
+	d->admin = admin_server_new(&d->ctx, &error);
+	if (d->admin == NULL)
+		log_fatal("admin API socket: %s", error);
 }
 
 static void daemon_teardown(struct daemon *d)
 {
+	admin_server_free(&d->admin);
 	daemon_close_listeners(d);
 	pickup_free(&d->pickup);
 	daemon_stop_delivery(d);

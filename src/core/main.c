@@ -14,6 +14,8 @@ static int main_usage(FILE *out, int status)
 		"  serve [-c FILE]            run the daemon in the foreground\n"
 		"  config check|dump [-v]     validate or print the configuration\n"
 		"  sendmail [options] [rcpt]  sendmail-compatible submission (also as 'sendmail')\n"
+		"  queue list|show|flush|hold|release|delete|requeue|shape ...\n"
+		"                             inspect and act on the queue (postern queue help)\n"
 		"  version                    print the version\n"
 		"The configuration file is -c FILE, else $POSTERN_CONFIG, else /etc/postern/postern.conf.\n");
 	return status;
@@ -51,6 +53,8 @@ int main(int argc, char **argv)
 		return cli_config(argc - 1, argv + 1);
 	if (strcmp(cmd, "sendmail") == 0)
 		return cli_sendmail(argc - 1, argv + 1);
+	if (strcmp(cmd, "queue") == 0)
+		return cli_queue(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;

@@ -61,6 +61,7 @@ struct qdest {
 	struct qjob *head, *tail;
 	unsigned queued, active, window, failures;
 	int64_t dead_until_us;
+	char reason[512];      /* why it was marked dead: its last connection failure */
 	struct qdest *hnext;   /* hash chain */
 	struct qdest *rnext;   /* ready ring */
 	bool in_ring;

@@ -185,6 +185,7 @@ static void qmgr_dest_feedback(struct qmgr *q, struct qdest *d, const struct del
 		return;
 	}
 	d->window = d->window > 1 ? d->window / 2 : 1;
+	snprintf(d->reason, sizeof(d->reason), "%s", res[0].text);
 	if (++d->failures >= 2 && d->dead_until_us <= time_now_us()) {
 		d->dead_until_us = time_now_us() + conf->minimal_backoff_time * 1000000;
 		log_warn("destination %s is unreachable; deferring its mail for %llds", d->key,
@@ -240,7 +241,7 @@ static void qmgr_job_skip(struct qmgr *q, struct qjob *j)
 	struct delivery_result *res = xcalloc(j->nrcpts, sizeof(*res));
 	for (size_t i = 0; i < j->nrcpts; i++)
 		delivery_result_set(&res[i], j->rcpts[i].index, DELIVERY_DEFER, 0, "4.4.1",
-				    "delivery temporarily suspended: %s is unreachable", j->hop.host);
+				    "delivery temporarily suspended: %.400s", j->dest->reason);
 	struct qmsg *m = j->msg;
 	for (size_t i = 0; i < j->nrcpts; i++)
 		qmgr_record(m, &res[i]);

@@ -12,6 +12,7 @@ import random
 import re
 import select
 import signal
+import contextlib
 import socket
 import ssl
 import struct
@@ -745,14 +746,17 @@ def test_disconnect_mid_command_and_connect_flood():
         conns = []
         for i in range(20):
             s = socket.create_connection(("127.0.0.1", d.smtp_port), IO_TIMEOUT)
-            if i % 3 == 0:
-                _set_rst(s)
-            elif i % 3 == 1:
-                s.sendall(b"EHLO half-a-comm")
-            else:
-                s.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@robots.test>\r\n")
-                s.shutdown(socket.SHUT_WR)
             conns.append(s)
+            # Connections over the per-IP limit are refused with 421 and closed at once, so
+            # the daemon may be gone before the client writes.
+            with contextlib.suppress(OSError):
+                if i % 3 == 0:
+                    _set_rst(s)
+                elif i % 3 == 1:
+                    s.sendall(b"EHLO half-a-comm")
+                else:
+                    s.sendall(b"EHLO x\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@robots.test>\r\n")
+                    s.shutdown(socket.SHUT_WR)
         for s in conns:
             s.close()
     deadline = time.time() + 5

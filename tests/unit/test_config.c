@@ -586,6 +586,7 @@ static const char default_dump[] =
 	"log_level = info\n"
 	"shutdown_timeout = 30\n"
 	"pickup_interval = 1\n"
+	"admin_socket =\n"
 	"delivery_paused = no\n"
 	"relayhost =\n"
 	"dns_servers =\n"
@@ -933,7 +934,7 @@ static void test_docs(void **state)
 	}
 	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
 		sections++;
-	assert_int_equal(settings, 41);
+	assert_int_equal(settings, 42);
 	assert_int_equal(sections, settings);
 	free(doc);
 	free(out);
