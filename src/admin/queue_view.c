@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "admin/admin_int.h"
+#include "queue/deferlog.h"
 #include "queue/spool.h"
 #include "smtp/command.h"
 #include "util/xalloc.h"
@@ -149,18 +150,13 @@ static json_t *admin_rcpts_json(const struct queue_envelope *env)
    manager), or NULL when it is not one. */
 static json_t *admin_defer_line(const struct queue_envelope *env, const char *line)
 {
-	size_t i;
-	int code, off = 0;
-	long long when;
-	char dsn[16], remote[256];
-	if (sscanf(line, "%zu %15s %d %lld %255s %n", &i, dsn, &code, &when, remote, &off) < 5 ||
-	    off == 0 || i >= env->nrcpts)
+	struct deferlog_entry e;
+	if (deferlog_parse(line, &e) < 0 || e.index >= env->nrcpts)
 		return NULL;
-	size_t len = strcspn(line + off, "\n");
-	return json_pack("{s:o,s:I,s:o,s:i,s:o,s:o,s:o}", "recipient", admin_json_str(env->rcpts[i].address),
-			 "index", (json_int_t)i, "dsn", admin_json_str(dsn), "code", code, "time",
-			 admin_json_time(when), "remote", strcmp(remote, "-") ? admin_json_str(remote) : json_null(),
-			 "text", admin_json_text(line + off, len));
+	return json_pack("{s:o,s:I,s:o,s:i,s:o,s:o,s:o}", "recipient", admin_json_str(env->rcpts[e.index].address),
+			 "index", (json_int_t)e.index, "dsn", admin_json_str(e.dsn), "code", e.code, "time",
+			 admin_json_time(e.when_us), "remote", e.remote[0] ? admin_json_str(e.remote) : json_null(),
+			 "text", admin_json_text(e.text, strlen(e.text)));
 }
 
 /* Returns the last errors, or NULL when there is no side file (never deferred). */

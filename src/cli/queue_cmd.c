@@ -234,8 +234,8 @@ static void queue_cmd_print_entry(const json_t *m)
 			continue; /* as mailq: only what is still to deliver */
 		const json_t *e = queue_cmd_last_error(m, i);
 		if (e != NULL)
-			printf("%*s(%lld %s %s)\n", QUEUE_CMD_INDENT, "", queue_cmd_int(e, "code"),
-			       queue_cmd_str(e, "dsn"), queue_cmd_str(e, "text"));
+			printf("%*s(%s %s)\n", QUEUE_CMD_INDENT, "", queue_cmd_str(e, "dsn"),
+			       queue_cmd_str(e, "text"));
 		printf("%*s%s\n", QUEUE_CMD_INDENT, "", queue_cmd_str(r, "address"));
 	}
 	putchar('\n');

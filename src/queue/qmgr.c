@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "conf/config.h"
+#include "queue/deferlog.h"
 #include "queue/qmgr_int.h"
 #include "queue/spool.h"
 #include "smtp/server.h"
@@ -100,8 +101,7 @@ static void qmgr_msg_unlink(struct qmsg *m)
 	free(m);
 }
 
-/* The last error of each deferred recipient survives in a side file, spool/defer/H/ID, so that
-   a report sent days later still says why ("INDEX DSN CODE TIME REMOTE TEXT" lines). */
+/* The last error of each deferred recipient survives in the defer side file (deferlog.h). */
 static void qmgr_deferlog_write(struct qmsg *m)
 {
 	char path[4096];
@@ -114,28 +114,27 @@ static void qmgr_deferlog_write(struct qmsg *m)
 	}
 	for (size_t i = 0; i < m->env.nrcpts; i++) {
 		const struct qrcpt *r = &m->rcpts[i];
-		if (r->has_result && r->state == QRCPT_DEFER)
-			fprintf(f, "%zu %s %d %lld %s %s\n", i, r->last.dsn, r->last.code, (long long)r->last_us,
-				r->last.remote_mta[0] ? r->last.remote_mta : "-", r->last.text);
+		if (!r->has_result || r->state != QRCPT_DEFER)
+			continue;
+		struct deferlog_entry e = { .index = i, .code = r->last.code, .when_us = r->last_us };
+		snprintf(e.dsn, sizeof(e.dsn), "%s", r->last.dsn);
+		snprintf(e.remote, sizeof(e.remote), "%s", r->last.remote_mta);
+		snprintf(e.text, sizeof(e.text), "%s", r->last.text);
+		deferlog_write(f, &e);
 	}
 	fclose(f);
 }
 
 static void qmgr_deferlog_line(struct qmsg *m, const char *line)
 {
-	size_t i;
-	int code, off = 0;
-	long long when;
-	char dsn[16], remote[256];
-	if (sscanf(line, "%zu %15s %d %lld %255s %n", &i, dsn, &code, &when, remote, &off) < 5 ||
-	    off == 0 || i >= m->env.nrcpts)
+	struct deferlog_entry e;
+	if (deferlog_parse(line, &e) < 0 || e.index >= m->env.nrcpts)
 		return;
-	struct qrcpt *r = &m->rcpts[i];
-	delivery_result_set(&r->last, i, DELIVERY_DEFER, code, dsn, "%.*s", (int)strcspn(line + off, "\n"),
-			    line + off);
-	snprintf(r->last.remote_mta, sizeof(r->last.remote_mta), "%s", strcmp(remote, "-") ? remote : "");
+	struct qrcpt *r = &m->rcpts[e.index];
+	delivery_result_set(&r->last, e.index, DELIVERY_DEFER, e.code, e.dsn, "%s", e.text);
+	snprintf(r->last.remote_mta, sizeof(r->last.remote_mta), "%s", e.remote);
 	r->has_result = true;
-	r->last_us = when;
+	r->last_us = e.when_us;
 }
 
 static void qmgr_deferlog_read(struct qmsg *m)
