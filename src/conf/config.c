@@ -136,6 +136,8 @@ static const struct config_setting config_table[] = {
 	  "Next hops for all outgoing mail, used in turn: [host]:port (no MX lookup), host (its MX), or lmtp:[host]:port and lmtp:unix:/path; empty means MX delivery." },
 	{ "dns_servers", CONFIG_TYPE_STRING, FIELD(dns_servers), "", 0, 1000,
 	  "DNS servers for MX and address lookups, comma-separated ip or ip:port; empty means /etc/resolv.conf." },
+	{ "dns_timeout", CONFIG_TYPE_DURATION, FIELD(dns_timeout), "5s", 1, 60,
+	  "Time allowed for one DNS query attempt; a silent server costs about three times this." },
 	{ "qmgr_message_active_limit", CONFIG_TYPE_INT, FIELD(qmgr_message_active_limit), "20000", 1, 1000000,
 	  "Most messages the queue manager keeps in memory at once; the rest wait on disk." },
 	{ "delivery_process_limit", CONFIG_TYPE_INT, FIELD(delivery_process_limit), "100", 1, 10000,

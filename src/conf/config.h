@@ -36,6 +36,7 @@ struct config {
 	bool delivery_paused;
 	char **relayhost;
 	char *dns_servers;
+	int64_t dns_timeout;
 	int64_t qmgr_message_active_limit;
 	int64_t delivery_process_limit;
 	int64_t default_destination_concurrency_limit;

@@ -164,7 +164,7 @@ static void daemon_client_options(struct daemon *d)
 static void daemon_start_delivery(struct daemon *d)
 {
 	const char *error;
-	d->dns = dns_new(d->ctx.base, d->conf->dns_servers, 5000, &error);
+	d->dns = dns_new(d->ctx.base, d->conf->dns_servers, (int)d->conf->dns_timeout * 1000, &error);
 	if (d->dns == NULL)
 		log_fatal("DNS: %s", error);
 	d->client_tls = daemon_client_tls();

@@ -13,6 +13,9 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.flush()
 
     def handle(self):
+        # Replies to pipelined commands go out one by one: without this each would wait for
+        # the client's delayed ACK.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = self.server.peer
         peer.connections += 1
         self.send("220 sink.test ESMTP test peer")
@@ -52,7 +55,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 data = b""
                 while True:
                     l = self.rfile.readline()
-                    if not l or l == b".\r\n":
+                    if not l:
+                        return  # cut off before the final dot: nothing was delivered
+                    if l == b".\r\n":
                         break
                     data += l[1:] if l.startswith(b".") else l
                 tx["data"] = data

@@ -590,6 +590,7 @@ static const char default_dump[] =
 	"delivery_paused = no\n"
 	"relayhost =\n"
 	"dns_servers =\n"
+	"dns_timeout = 5\n"
 	"qmgr_message_active_limit = 20000\n"
 	"delivery_process_limit = 100\n"
 	"default_destination_concurrency_limit = 20\n"
@@ -934,7 +935,7 @@ static void test_docs(void **state)
 	}
 	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
 		sections++;
-	assert_int_equal(settings, 42);
+	assert_int_equal(settings, 43);
 	assert_int_equal(sections, settings);
 	free(doc);
 	free(out);
