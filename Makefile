@@ -35,7 +35,7 @@ fuzz: build-test
 	@cd $(TESTBUILD) && ctest -L fuzz --output-on-failure
 
 bench: build
-	@bench/intake
+	@bench/intake && bench/relay
 
 clean:
 	rm -rf build var

@@ -158,6 +158,8 @@ static const struct config_setting config_table[] = {
 	  "How long a message is retried before it is returned to its sender." },
 	{ "bounce_queue_lifetime", CONFIG_TYPE_DURATION, FIELD(bounce_queue_lifetime), "5d", 1, 8640000,
 	  "How long mail from the null sender (reports) is retried before it is dropped." },
+	{ "delay_warning_time", CONFIG_TYPE_DURATION, FIELD(delay_warning_time), "0", 0, 8640000,
+	  "After this long in the queue the sender is told once that delivery is delayed; 0 means never." },
 	{ "archive_undeliverable", CONFIG_TYPE_BOOL, FIELD(archive_undeliverable), "no", 0, 0,
 	  "Keep messages that failed for good in archive/ instead of removing them." },
 	{ "smtp_tls_security_level", CONFIG_TYPE_TLS_LEVEL, FIELD(smtp_tls_security_level), "may", 0, 0,

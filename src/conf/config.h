@@ -47,6 +47,7 @@ struct config {
 	int64_t maximal_backoff_time;
 	int64_t maximal_queue_lifetime;
 	int64_t bounce_queue_lifetime;
+	int64_t delay_warning_time;
 	bool archive_undeliverable;
 	char *smtp_tls_security_level;
 	int64_t smtp_connect_timeout;

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,8 +281,20 @@ static void daemon_signals(struct daemon *d)
 	}
 }
 
+/* Sessions, deliveries and their files all take descriptors: use all the system allows. */
+static void daemon_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open-file limit: %s", strerror(errno));
+	}
+}
+
 static void daemon_setup(struct daemon *d)
 {
+	daemon_raise_nofile();
 	const char *error;
 	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
 	daemon_apply_log_level(d->conf);

@@ -8,6 +8,9 @@
    a report sent days later (and `postern queue list`) still says why. One line per recipient:
    "INDEX DSN CODE TIME_US REMOTE|- TEXT". */
 
+/* A line of its own: the sender has been warned of the delay. */
+#define DEFERLOG_WARNED "warned"
+
 struct deferlog_entry {
 	size_t index;
 	char dsn[16];

@@ -122,12 +122,16 @@ static void qmgr_deferlog_write(struct qmsg *m)
 		snprintf(e.text, sizeof(e.text), "%s", r->last.text);
 		deferlog_write(f, &e);
 	}
+	if (m->warned)
+		fputs(DEFERLOG_WARNED "\n", f);
 	fclose(f);
 }
 
 static void qmgr_deferlog_line(struct qmsg *m, const char *line)
 {
 	struct deferlog_entry e;
+	if (strncmp(line, DEFERLOG_WARNED, strlen(DEFERLOG_WARNED)) == 0)
+		m->warned = true;
 	if (deferlog_parse(line, &e) < 0 || e.index >= m->env.nrcpts)
 		return;
 	struct qrcpt *r = &m->rcpts[e.index];
@@ -179,7 +183,7 @@ static void qmgr_defer(struct qmsg *m)
 			  : age > conf->maximal_backoff_time ? conf->maximal_backoff_time : age;
 	struct timespec ts[2] = { { now / 1000000 + backoff, 0 }, { now / 1000000 + backoff, 0 } };
 	qmgr_deferlog_write(m);
-	if (futimens(m->fd, ts) < 0)
+	if (utimensat(AT_FDCWD, m->path, ts, 0) < 0)
 		log_error("%s: cannot set the retry time: %s", m->id, strerror(errno));
 	if (qmgr_move(m, "deferred") == 0)
 		log_info("%s: deferred, next attempt in %llds", m->id, (long long)backoff);
@@ -195,11 +199,13 @@ static void qmgr_done(struct qmsg *m)
 	if (deferred) {
 		qmgr_defer(m);
 	} else if (bounced && m->q->ctx->conf->archive_undeliverable) {
-		qmgr_deferlog_remove(m);
+		if (m->deferlog)
+			qmgr_deferlog_remove(m);
 		if (qmgr_move(m, "archive") == 0)
 			log_info("%s: archived", m->id);
 	} else {
-		qmgr_deferlog_remove(m);
+		if (m->deferlog)
+			qmgr_deferlog_remove(m);
 		if (unlink(m->path) == 0)
 			log_info("%s: removed", m->id);
 		else
@@ -235,25 +241,49 @@ static void qmgr_expire(struct qmsg *m)
 
 void qmgr_job_done(struct qmsg *m)
 {
-	if (--m->jobs > 0)
+	if (--m->jobs > 0) {
+		qmgr_msg_idle(m);
 		return;
+	}
+	/* Reports read the content and record bounces: the file must be open for them. */
+	if (qmgr_msg_open(m) < 0)
+		log_error("%s: cannot open the queue file: %s", m->id, strerror(errno));
 	qmgr_expire(m);
 	qmgr_bounce(m, qmgr_done);
+}
+
+int qmgr_msg_open(struct qmsg *m)
+{
+	if (m->fd < 0)
+		m->fd = open(m->path, O_RDWR | O_CLOEXEC);
+	return m->fd < 0 ? -1 : 0;
+}
+
+void qmgr_msg_idle(struct qmsg *m)
+{
+	if (m->running == 0 && m->fd >= 0) {
+		close(m->fd);
+		m->fd = -1;
+	}
 }
 
 static struct qmsg *qmgr_load(struct qmgr *q, const char *id)
 {
 	struct qmsg *m = xcalloc(1, sizeof(*m));
 	m->q = q;
+	m->fd = -1;
 	memcpy(m->id, id, sizeof(m->id));
 	spool_path(q->ctx->spool, "active", id, m->path, sizeof(m->path));
-	const char *why;
-	m->fd = open(m->path, O_RDWR | O_CLOEXEC);
-	if (m->fd < 0 || qfile_load(m->path, &m->env, &m->content_off, &m->content_size, &why) < 0 ||
+	const char *why = "wrong ID";
+	errno = 0;
+	if (qfile_load(m->path, &m->env, &m->content_off, &m->content_size, &why) < 0 ||
 	    strcmp(m->env.id, id) != 0) {
-		if (m->fd >= 0)
-			close(m->fd);
-		spool_quarantine(q->ctx->spool, "active", id, m->fd < 0 ? strerror(errno) : why);
+		/* Out of descriptors or memory is our trouble, not the file's: it waits for a scan. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+			log_error("%s: cannot read the queue file now: %s", id, strerror(errno));
+		else
+			spool_quarantine(q->ctx->spool, "active", id, why);
+		queue_envelope_clear(&m->env);
 		free(m);
 		return NULL;
 	}
@@ -279,8 +309,10 @@ static void qmgr_activate(struct qmgr *q, const char *id, const char *from)
 	struct qmsg *m = qmgr_load(q, id);
 	if (m == NULL)
 		return;
-	if (strcmp(from, "deferred") == 0)
+	if (strcmp(from, "deferred") == 0 || strcmp(from, "active") == 0) {
+		m->deferlog = true;
 		qmgr_deferlog_read(m);
+	}
 	m->next = q->msgs;
 	if (q->msgs != NULL)
 		q->msgs->prev = m;

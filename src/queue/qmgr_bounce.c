@@ -29,6 +29,18 @@ static bool qmgr_wants_failure_report(const struct queue_rcpt *r)
 	return r->notify == 0 || (r->notify & SMTP_NOTIFY_FAILURE);
 }
 
+static int64_t qmgr_expiry_us(const struct qmsg *m)
+{
+	const struct config *conf = m->q->ctx->conf;
+	int64_t lifetime = m->env.sender[0] ? conf->maximal_queue_lifetime : conf->bounce_queue_lifetime;
+	return m->env.arrival_us + lifetime * 1000000;
+}
+
+static bool qmgr_wants_delay_report(const struct queue_rcpt *r)
+{
+	return r->notify == 0 || (r->notify & SMTP_NOTIFY_DELAY);
+}
+
 /* Marks every QRCPT_BOUNCE recipient bounced in the file (reported, or nothing to report). */
 static void qmgr_mark_bounced(struct qmsg *m)
 {
@@ -65,6 +77,10 @@ static size_t qmgr_report_rcpts(struct qmsg *m, enum ndr_kind kind, struct ndr_r
 		if (kind == NDR_FAILURE && r->state == QRCPT_BOUNCE &&
 		    qmgr_wants_failure_report(&m->env.rcpts[i]))
 			out[n++] = qmgr_report_rcpt(m, i, "failed");
+		if (kind == NDR_DELAY && r->state == QRCPT_DEFER && qmgr_wants_delay_report(&m->env.rcpts[i])) {
+			out[n] = qmgr_report_rcpt(m, i, "delayed");
+			out[n++].will_retry_until_us = qmgr_expiry_us(m);
+		}
 		if (kind == NDR_SUCCESS && r->notify_success) {
 			out[n++] = qmgr_report_rcpt(m, i, "relayed");
 			r->notify_success = false;
@@ -175,6 +191,13 @@ static void qmgr_report(struct qmgr_report *rep, enum ndr_kind kind)
 	free(rcpts);
 }
 
+/* One warning per message, once it has waited delay_warning_time (RFC 3461 "delayed"). */
+static bool qmgr_delay_due(const struct qmsg *m)
+{
+	int64_t warn = m->q->ctx->conf->delay_warning_time;
+	return warn > 0 && !m->warned && time_now_us() - m->env.arrival_us >= warn * 1000000;
+}
+
 void qmgr_bounce(struct qmsg *m, void (*done)(struct qmsg *m))
 {
 	struct qmgr_report *rep = xcalloc(1, sizeof(*rep));
@@ -185,6 +208,10 @@ void qmgr_bounce(struct qmsg *m, void (*done)(struct qmsg *m))
 		rep->pending = 1; /* held until both kinds are queued */
 		qmgr_report(rep, NDR_FAILURE);
 		qmgr_report(rep, NDR_SUCCESS);
+		if (qmgr_delay_due(m)) {
+			m->warned = true;
+			qmgr_report(rep, NDR_DELAY);
+		}
 		if (--rep->pending > 0)
 			return;
 	}

@@ -37,7 +37,10 @@ struct qmsg {
 	off_t content_off;
 	uint64_t content_size;
 	struct qrcpt *rcpts;
-	unsigned jobs; /* deliveries not yet reported */
+	unsigned jobs;    /* deliveries not yet reported */
+	unsigned running; /* of those, the ones an agent is working on: fd is open while > 0 */
+	bool deferlog;    /* came from deferred/, so a defer side file may exist */
+	bool warned;   /* the sender has had its delay warning (kept in the defer side file) */
 	bool finishing;
 	struct qmsg *prev, *next;
 };
@@ -95,6 +98,11 @@ void qmgr_sched_run(struct qmgr *q);
 void qmgr_sched_free(struct qmgr *q);
 
 /* qmgr.c */
+/* Opens the message's file if it is not open. Returns 0, or -1 with errno. */
+int qmgr_msg_open(struct qmsg *m);
+/* Closes the file while no agent needs it: a large active set must not hold a descriptor per
+   message. */
+void qmgr_msg_idle(struct qmsg *m);
 void qmgr_job_done(struct qmsg *m);
 bool qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from);
 

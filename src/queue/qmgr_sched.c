@@ -1,6 +1,7 @@
 /* Destinations: one queue of jobs per next hop, with a concurrency window that starts small,
    grows with each success and shrinks on failure, and a dead-destination back-off, so that
    one slow or broken peer cannot starve the others. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -226,6 +227,7 @@ static void qmgr_job_cb(void *arg, const struct delivery_result *res, size_t n)
 	struct qmsg *m = j->msg;
 	for (size_t i = 0; i < n; i++)
 		qmgr_record(m, &res[i]);
+	m->running--;
 	qmgr_dest_feedback(q, j->dest, res, n);
 	j->dest->active--;
 	q->inflight--;
@@ -235,13 +237,14 @@ static void qmgr_job_cb(void *arg, const struct delivery_result *res, size_t n)
 	qmgr_sched_run(q);
 }
 
-/* A job for a dead destination is deferred at once with the reason it died for. */
-static void qmgr_job_skip(struct qmgr *q, struct qjob *j)
+/* A job that cannot start (a dead destination, no file descriptor) is deferred at once with
+   the reason. */
+static void qmgr_job_skip(struct qjob *j, const char *dsn, const char *why)
 {
 	struct delivery_result *res = xcalloc(j->nrcpts, sizeof(*res));
 	for (size_t i = 0; i < j->nrcpts; i++)
-		delivery_result_set(&res[i], j->rcpts[i].index, DELIVERY_DEFER, 0, "4.4.1",
-				    "delivery temporarily suspended: %.400s", j->dest->reason);
+		delivery_result_set(&res[i], j->rcpts[i].index, DELIVERY_DEFER, 0, dsn,
+				    "delivery temporarily suspended: %.400s", why);
 	struct qmsg *m = j->msg;
 	for (size_t i = 0; i < j->nrcpts; i++)
 		qmgr_record(m, &res[i]);
@@ -253,6 +256,11 @@ static void qmgr_job_skip(struct qmgr *q, struct qjob *j)
 static void qmgr_job_start(struct qmgr *q, struct qjob *j)
 {
 	struct qmsg *m = j->msg;
+	if (qmgr_msg_open(m) < 0) {
+		qmgr_job_skip(j, "4.3.0", strerror(errno));
+		return;
+	}
+	m->running++;
 	j->req = (struct delivery_request){
 		.id = m->id, .sender = m->env.sender, .envid = m->env.envid, .ret = m->env.ret,
 		.smtputf8 = m->env.smtputf8,
@@ -285,7 +293,7 @@ void qmgr_sched_run(struct qmgr *q)
 		if (d->head == NULL)
 			continue;
 		if (d->dead_until_us > time_now_us()) {
-			qmgr_job_skip(q, qmgr_dest_take(d));
+			qmgr_job_skip(qmgr_dest_take(d), "4.4.1", d->reason);
 			qmgr_dest_ready(q, d);
 			continue;
 		}

@@ -197,6 +197,26 @@ def test_notify_success_relayed_notice_only_without_peer_dsn():
         assert reports(sink) == []
 
 
+def test_delay_warning_once():
+    with Sink() as sink, daemon(sink, delay_warning_time="1s", maximal_queue_lifetime="1h") as d:
+        d.start()
+        send(d, "s@client.test", ["deferw@robots.test", "deferq@robots.test"], subject="slow",
+             rcpt_options=["NOTIFY=DELAY,FAILURE"])
+        deadline = time.time() + 15
+        while not reports(sink) and time.time() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # more retries happen: still one warning
+        (rep,) = reports(sink)
+        parsed = email.message_from_bytes(rep["data"], policy=email.policy.default)
+        assert "Delayed" in str(parsed["Subject"])
+        parts = parsed.get_payload()
+        assert parts[2].get_content_type() == "text/rfc822-headers"
+        groups = parts[1].get_payload()[1:]
+        assert [str(g["Action"]) for g in groups] == ["delayed", "delayed"]
+        assert all(g["Will-Retry-Until"] is not None for g in groups)
+        assert d.queue_files("deferred") or d.queue_files("active")
+
+
 def test_paused_delivery_resumes_on_reload():
     with Sink() as sink, daemon(sink, delivery_paused="yes") as d:
         d.start()

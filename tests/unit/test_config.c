@@ -601,6 +601,7 @@ static const char default_dump[] =
 	"maximal_backoff_time = 4000\n"
 	"maximal_queue_lifetime = 432000\n"
 	"bounce_queue_lifetime = 432000\n"
+	"delay_warning_time = 0\n"
 	"archive_undeliverable = no\n"
 	"smtp_tls_security_level = may\n"
 	"smtp_connect_timeout = 30\n"
@@ -935,7 +936,7 @@ static void test_docs(void **state)
 	}
 	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
 		sections++;
-	assert_int_equal(settings, 43);
+	assert_int_equal(settings, 44);
 	assert_int_equal(sections, settings);
 	free(doc);
 	free(out);
