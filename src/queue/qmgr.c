@@ -98,6 +98,7 @@ static void qmgr_msg_unlink(struct qmsg *m)
 		close(m->fd);
 	queue_envelope_clear(&m->env);
 	free(m->rcpts);
+	free(m->path);
 	free(m);
 }
 
@@ -273,7 +274,9 @@ static struct qmsg *qmgr_load(struct qmgr *q, const char *id)
 	m->q = q;
 	m->fd = -1;
 	memcpy(m->id, id, sizeof(m->id));
-	spool_path(q->ctx->spool, "active", id, m->path, sizeof(m->path));
+	char path[4096];
+	spool_path(q->ctx->spool, "active", id, path, sizeof(path));
+	m->path = xstrdup(path);
 	const char *why = "wrong ID";
 	errno = 0;
 	if (qfile_load(m->path, &m->env, &m->content_off, &m->content_size, &why) < 0 ||
@@ -284,6 +287,7 @@ static struct qmsg *qmgr_load(struct qmgr *q, const char *id)
 		else
 			spool_quarantine(q->ctx->spool, "active", id, why);
 		queue_envelope_clear(&m->env);
+		free(m->path);
 		free(m);
 		return NULL;
 	}

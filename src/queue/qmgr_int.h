@@ -31,7 +31,7 @@ struct qrcpt {
 struct qmsg {
 	struct qmgr *q;
 	char id[QUEUE_ID_LEN + 1];
-	char path[4096]; /* in active/ */
+	char *path; /* in active/ */
 	int fd;
 	struct queue_envelope env;
 	off_t content_off;
@@ -53,7 +53,7 @@ struct qjob {
 	struct qdest *dest;
 	struct smtp_nexthop hop;
 	struct delivery_rcpt *rcpts;
-	size_t nrcpts;
+	size_t nrcpts, cap;
 	struct delivery_request req;
 	struct qjob *next;
 };

@@ -88,7 +88,6 @@ static struct qjob *qmgr_job_new(struct qmsg *m, struct qdest *d)
 	j->msg = m;
 	j->dest = d;
 	j->hop = d->hop;
-	j->rcpts = xcalloc((size_t)m->q->ctx->conf->destination_recipient_limit, sizeof(*j->rcpts));
 	return j;
 }
 
@@ -148,6 +147,10 @@ void qmgr_sched_add(struct qmgr *q, struct qmsg *m)
 		if (j == NULL)
 			j = open[nopen++] = qmgr_job_new(m, d);
 		const struct queue_rcpt *r = &m->env.rcpts[i];
+		if (j->nrcpts == j->cap) {
+			j->cap = j->cap ? j->cap * 2 : 2;
+			j->rcpts = xrealloc(j->rcpts, j->cap * sizeof(*j->rcpts));
+		}
 		j->rcpts[j->nrcpts++] = (struct delivery_rcpt){ i, r->address, r->notify, r->orcpt };
 		m->rcpts[i].state = QRCPT_INFLIGHT;
 		if (j->nrcpts == limit) {
