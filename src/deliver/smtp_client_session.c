@@ -133,6 +133,15 @@ static void session_idle(struct smtp_client_conn *conn)
 	smtp_client_conn_arm(conn, conn->client->opts.connection_reuse_time);
 }
 
+/* A healthy connection either starts the job waiting on it or goes back to the cache. */
+static void session_next(struct smtp_client_conn *conn)
+{
+	if (conn->job != NULL)
+		smtp_client_session_tx_start(conn);
+	else
+		session_idle(conn);
+}
+
 static bool session_want_tls(const struct smtp_client_conn *conn)
 {
 	return !conn->tls && !conn->no_starttls && conn->hop.tls != SMTP_TLS_NONE &&
@@ -155,10 +164,7 @@ static void session_ready(struct smtp_client_conn *conn)
 		session_abandon(conn, &e, true);
 		return;
 	}
-	if (conn->job != NULL)
-		smtp_client_session_tx_start(conn);
-	else
-		session_idle(conn);
+	session_next(conn);
 }
 
 static void session_greeting(struct smtp_client_conn *conn)
@@ -492,10 +498,7 @@ static void session_rset(struct smtp_client_conn *conn)
 		session_abandon(conn, &e, true);
 		return;
 	}
-	if (conn->job != NULL)
-		smtp_client_session_tx_start(conn);
-	else
-		session_idle(conn);
+	session_next(conn);
 }
 
 void smtp_client_session_reply(struct smtp_client_conn *conn)
