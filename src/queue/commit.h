@@ -7,10 +7,10 @@ struct event_base;
 struct spool;
 
 /* Group commit (DESIGN.md 3): finished queue files are handed to one committer thread, which
-   makes everything that is waiting durable together (one syncfs for the data of the whole
-   batch, the renames out of tmp/, one more syncfs for the directories) and reports each
-   result back on the event loop. Under concurrency the accept path pays two file-system
-   syncs per batch instead of two per message. */
+   works in steps: each step takes every file waiting, makes their content durable and renames
+   them out of tmp/; the next step's sync makes those renames durable, and only then are they
+   reported back on the event loop. One syncfs per step serves two batches, so under
+   concurrency the accept path pays about one file-system sync per batch of messages. */
 
 struct committer;
 
