@@ -219,6 +219,7 @@ static void daemon_reload(struct daemon *d)
 	d->ctx.conf = conf;
 	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
 	daemon_client_options(d);
+	smtp_client_set_options(d->client, &d->client_opts);
 	qmgr_reload(d->ctx.qmgr, was_paused);
 	daemon_apply_log_level(conf);
 	if (relisten) {

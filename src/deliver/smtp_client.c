@@ -38,6 +38,14 @@ struct smtp_client *smtp_client_new(struct event_base *base, struct dns *dns,
 	struct smtp_client *c = xcalloc(1, sizeof(*c));
 	c->base = base;
 	c->dns = dns;
+	smtp_client_set_options(c, opts);
+	c->reaper = event_new(base, -1, 0, client_reap_cb, c);
+	return c;
+}
+
+void smtp_client_set_options(struct smtp_client *c, const struct smtp_client_options *opts)
+{
+	free(c->helo_name);
 	c->opts = *opts;
 	c->helo_name = xstrdup(opts->helo_name != NULL ? opts->helo_name : "localhost");
 	c->opts.helo_name = c->helo_name;
@@ -46,8 +54,6 @@ struct smtp_client *smtp_client_new(struct event_base *base, struct dns *dns,
 	client_default(&c->opts.command_timeout, 300);
 	client_default(&c->opts.data_timeout, 180);
 	client_default(&c->opts.data_done_timeout, 600);
-	c->reaper = event_new(base, -1, 0, client_reap_cb, c);
-	return c;
 }
 
 static void client_job_unlink(struct smtp_client_job *job)

@@ -48,6 +48,8 @@ struct smtp_client;
    defaults (30, 300, 300, 180, 600 seconds); helo_name NULL means "localhost". */
 struct smtp_client *smtp_client_new(struct event_base *base, struct dns *dns,
 				    const struct smtp_client_options *opts);
+/* Replaces the options (a reload): connections and deliveries started afterwards use them. */
+void smtp_client_set_options(struct smtp_client *c, const struct smtp_client_options *opts);
 /* Delivers req to hop; cb runs exactly once on the loop (never inside this call) with
    per-recipient results. The request and its strings must stay valid until then. A transport
    failure before any transaction (connect, greeting, EHLO, TLS) moves on to the next address
