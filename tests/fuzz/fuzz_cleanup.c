@@ -25,6 +25,8 @@
 #include "util/log.h"
 #include "util/timeutil.h"
 
+#include "fuzz_spool.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum {
@@ -40,36 +42,9 @@ enum {
 
 #define HOST "mx.example"
 
-static char state_dir[64];
-static struct spool *spool;
-
-static void require(int cond)
-{
-	if (!cond)
-		abort();
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
-static void teardown(void)
-{
-	spool_free(&spool);
-	nftw(state_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static void setup(void)
 {
-	const char *error;
-	if (spool != NULL)
-		return;
-	log_init("fuzz_cleanup", LOG_LEVEL_ERROR);
-	strcpy(state_dir, "/tmp/postern-fuzz-cleanup-XXXXXX");
-	require(mkdtemp(state_dir) != NULL);
-	require(spool_open(state_dir, &spool, &error) == 0);
-	atexit(teardown);
+	fuzz_spool_setup("fuzz-cleanup");
 }
 
 struct line {

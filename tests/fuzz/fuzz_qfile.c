@@ -17,40 +17,16 @@
 #include "queue/spool.h"
 #include "util/log.h"
 
+#include "fuzz_spool.h"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static char state_dir[64];
 static char input_path[128];
-static struct spool *spool;
-
-static void require(int cond)
-{
-	if (!cond)
-		abort();
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path) < 0 ? -1 : 0;
-}
-
-static void teardown(void)
-{
-	spool_free(&spool);
-	nftw(state_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void setup(void)
 {
-	const char *error;
-	if (spool != NULL)
-		return;
-	log_init("fuzz_qfile", LOG_LEVEL_ERROR);
-	strcpy(state_dir, "/tmp/postern-fuzz-qfile-XXXXXX");
-	require(mkdtemp(state_dir) != NULL);
-	require(spool_open(state_dir, &spool, &error) == 0);
-	snprintf(input_path, sizeof(input_path), "%s/input", state_dir);
-	atexit(teardown);
+	if (fuzz_spool_setup("fuzz-qfile"))
+		snprintf(input_path, sizeof(input_path), "%s/input", state_dir);
 }
 
 static void write_input(const uint8_t *data, size_t size)
