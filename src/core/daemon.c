@@ -255,6 +255,7 @@ static void daemon_stop(struct daemon *d)
 	daemon_close_listeners(d);
 	pickup_free(&d->pickup);
 	qmgr_stop(d->ctx.qmgr);
+	smtp_client_stop_waiting(d->client);
 	smtp_server_drain(d->server);
 	d->drain_deadline_us = time_now_us() + d->conf->shutdown_timeout * 1000000;
 	d->drain_timer = event_new(d->ctx.base, -1, EV_PERSIST, daemon_drain_check, d);

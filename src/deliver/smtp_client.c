@@ -238,6 +238,14 @@ void smtp_client_job_fail(struct smtp_client_job *job, enum delivery_status stat
 	smtp_client_job_finish(job);
 }
 
+void smtp_client_stop_waiting(struct smtp_client *c)
+{
+	for (struct smtp_client_job *job = c->jobs; job != NULL; job = job->next) {
+		if (!job->finished && job->conn == NULL)
+			smtp_client_job_fail(job, DELIVERY_DEFER, "4.4.2", "delivery interrupted by shutdown");
+	}
+}
+
 void smtp_client_free(struct smtp_client **cp)
 {
 	struct smtp_client *c = *cp;

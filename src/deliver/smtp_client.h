@@ -62,6 +62,9 @@ void smtp_client_deliver(struct smtp_client *c, const struct smtp_nexthop *hop,
    25 (24 for LMTP); tls to SMTP_TLS_MAY for SMTP and SMTP_TLS_NONE for LMTP, for the caller to
    change. Returns 0, or -1 with *error_r (static text). */
 int smtp_nexthop_parse(const char *spec, bool lmtp, struct smtp_nexthop *hop_r, const char **error_r);
+/* Ends (deferred) every delivery that has no connection yet: still resolving or about to
+   connect. A shutdown then waits only for transactions in progress. */
+void smtp_client_stop_waiting(struct smtp_client *c);
 /* Closes cached connections (with a best-effort QUIT) and frees *c; requests in progress get
    DEFER 4.4.2 results first, their callbacks running inside this call. */
 void smtp_client_free(struct smtp_client **c);

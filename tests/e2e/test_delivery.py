@@ -4,6 +4,7 @@ import email
 import email.policy
 import os
 import smtplib
+import socket
 import time
 
 import harness
@@ -215,6 +216,28 @@ def test_delay_warning_once():
         assert [str(g["Action"]) for g in groups] == ["delayed", "delayed"]
         assert all(g["Will-Retry-Until"] is not None for g in groups)
         assert d.queue_files("deferred") or d.queue_files("active")
+
+
+def test_sigterm_does_not_wait_for_dns():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # a DNS server that never answers
+    silent.bind(("127.0.0.1", 0))
+    try:
+        extra = dict(FAST, relayhost="", relay_domains="*.robots.test", dns_servers="127.0.0.1:%d" % silent.getsockname()[1],
+                     dns_timeout="10s", shutdown_timeout="60s")
+        with Daemon(extra=extra) as d:
+            d.start()
+            send(d, "s@client.test", ["x@dns.robots.test"], subject="dns")
+            deadline = time.time() + 5
+            while not d.queue_files("active") and time.time() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
+            start = time.time()
+            assert d.stop() == 0
+            assert time.time() - start < 5, "shutdown waited for a DNS lookup"
+            (m,) = d.messages("deferred") or d.messages("active")
+            assert m.rcpts[0]["state"] == "Q"
+    finally:
+        silent.close()
 
 
 def test_paused_delivery_resumes_on_reload():
