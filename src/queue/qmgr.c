@@ -23,7 +23,7 @@
 
 static const char qmgr_hash_chars[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-bool qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from)
+static void qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from)
 {
 	if (l->len == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 256;
@@ -44,7 +44,6 @@ bool qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from)
 	memcpy(l->ids[tail], id, QUEUE_ID_LEN + 1);
 	l->from[tail] = from;
 	l->len++;
-	return true;
 }
 
 static bool qmgr_idlist_pop(struct qmgr_idlist *l, char *id, const char **from)
@@ -56,6 +55,13 @@ static bool qmgr_idlist_pop(struct qmgr_idlist *l, char *id, const char **from)
 	l->head = (l->head + 1) % l->cap;
 	l->len--;
 	return true;
+}
+
+void qmgr_list(struct qmgr *q, const char *id, const char *from)
+{
+	qmgr_idlist_push(&q->waiting, id, from);
+	if (strcmp(from, "deferred") == 0)
+		q->waiting_deferred++;
 }
 
 static void qmgr_kick(struct qmgr *q)
@@ -70,7 +76,7 @@ void qmgr_enqueue(struct qmgr *q, const char *id)
 {
 	if (q->ctx->conf->delivery_paused)
 		return;
-	qmgr_idlist_push(&q->waiting, id, SPOOL_INCOMING);
+	qmgr_list(q, id, SPOOL_INCOMING);
 	qmgr_kick(q);
 }
 
@@ -356,9 +362,7 @@ static void qmgr_scan_dir(struct qmgr *q, const char *queue, char hash, bool due
 		if (due_only && (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path) ||
 				 stat(path, &st) < 0 || st.st_mtime > now))
 			continue;
-		qmgr_idlist_push(&q->waiting, de->d_name, queue);
-		if (strcmp(queue, "deferred") == 0)
-			q->waiting_deferred++;
+		qmgr_list(q, de->d_name, queue);
 	}
 	closedir(d);
 }

@@ -28,7 +28,6 @@ void qmgr_admin_flush_one(struct qmgr *q, const char *id)
 {
 	if (q == NULL || q->stopping || q->ctx->conf->delivery_paused)
 		return;
-	qmgr_idlist_push(&q->waiting, id, "deferred");
-	q->waiting_deferred++;
+	qmgr_list(q, id, "deferred");
 	event_active(q->admit_ev, EV_TIMEOUT, 0);
 }

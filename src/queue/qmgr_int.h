@@ -104,7 +104,8 @@ int qmgr_msg_open(struct qmsg *m);
    message. */
 void qmgr_msg_idle(struct qmsg *m);
 void qmgr_job_done(struct qmsg *m);
-bool qmgr_idlist_push(struct qmgr_idlist *l, const char *id, const char *from);
+/* Lists message id, found in queue from, for admission (counting those from deferred/). */
+void qmgr_list(struct qmgr *q, const char *id, const char *from);
 
 /* qmgr_bounce.c: reports the message's QRCPT_BOUNCE recipients (and expired ones) to its
    sender when it should, then calls done(m). */

@@ -83,14 +83,14 @@ class _Server(socketserver.ThreadingTCPServer):
 
 
 class Sink:
-    def __init__(self, lmtp=False, dsn=True):
+    def __init__(self, lmtp=False, dsn=True, host="127.0.0.1", port=0, handler=_Handler):
         self.lmtp = lmtp
         self.dsn = dsn
         self.tempfail = False
         self.messages = []
         self.connections = 0
         self.lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), _Handler)
+        self.server = _Server((host, port), handler)
         self.server.peer = self
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

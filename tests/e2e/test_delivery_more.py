@@ -25,7 +25,6 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-import sink as sinkmod  # noqa: E402
 from dnsmasq import Dnsmasq, available as dnsmasq_available  # noqa: E402
 from harness import Daemon  # noqa: E402
 from sink import Sink  # noqa: E402
@@ -66,15 +65,8 @@ def skippable(fn):
 # ---- peers -------------------------------------------------------------------------------------
 
 def sink_at(host, port, lmtp=False):
-    """A sink.py peer on a chosen address (sink.Sink always binds 127.0.0.1:0): the same object,
-    its listening socket swapped before it starts."""
-    s = Sink(lmtp=lmtp)
-    s.server.server_close()
-    s.server = sinkmod._Server((host, port), sinkmod._Handler)
-    s.server.peer = s
-    s.port = s.server.server_address[1]
-    s.thread = threading.Thread(target=s.server.serve_forever, daemon=True)
-    return s
+    """A sink.py peer on a chosen address."""
+    return Sink(lmtp=lmtp, host=host, port=port)
 
 
 class _RefuseHandler(socketserver.BaseRequestHandler):
@@ -83,22 +75,9 @@ class _RefuseHandler(socketserver.BaseRequestHandler):
         self.request.sendall(b"421 4.3.2 mx1 is shutting down, try another\r\n")
 
 
-class Refuser:
+def Refuser(host, port):
     """A peer that greets every connection with 421 and hangs up."""
-
-    def __init__(self, host, port):
-        self.connections = 0
-        self.server = sinkmod._Server((host, port), _RefuseHandler)
-        self.server.peer = self
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    return Sink(host=host, port=port, handler=_RefuseHandler)
 
 
 def need_port25(*hosts):

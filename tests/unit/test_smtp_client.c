@@ -1690,45 +1690,32 @@ static void test_mx_null(void **state)
 	assert_result(&o, 1, DELIVERY_BOUNCE, 0, "5.1.10", NULL);
 }
 
-static void test_mx_nxdomain(void **state)
+/* Name service answers that end a delivery without any connection. */
+static void test_dns_failures(void **state)
 {
+	static const struct {
+		const char *hop;
+		enum delivery_status status;
+		const char *dsn, *text;
+	} cases[] = {
+		{ "nope.example.test", DELIVERY_BOUNCE, "5.1.2", "name=nope.example.test type=MX" },
+		{ "ghost.example.test", DELIVERY_BOUNCE, "5.4.4", "name=missing.example.test" },
+		/* outside the local zone dnsmasq answers REFUSED: a temporary failure */
+		{ "example.invalid", DELIVERY_DEFER, "4.4.3", "try again" },
+		/* brackets: no MX lookup, and the name has no address */
+		{ "[nope.example.test]", DELIVERY_BOUNCE, "5.4.4", "name=nope.example.test" },
+	};
 	NEED_DNSMASQ();
 	client_start();
-	struct smtp_nexthop hop = mx_hop("nope.example.test", 25);
-	struct outcome o;
-	deliver(&hop, &o);
-	assert_result(&o, 0, DELIVERY_BOUNCE, 0, "5.1.2", "name=nope.example.test type=MX");
-}
-
-static void test_mx_host_without_address(void **state)
-{
-	NEED_DNSMASQ();
-	client_start();
-	struct smtp_nexthop hop = mx_hop("ghost.example.test", 25);
-	struct outcome o;
-	deliver(&hop, &o);
-	assert_result(&o, 0, DELIVERY_BOUNCE, 0, "5.4.4", "name=missing.example.test");
-}
-
-static void test_dns_tempfail(void **state)
-{
-	NEED_DNSMASQ();
-	client_start();
-	/* outside the local zone dnsmasq answers REFUSED: a temporary failure */
-	struct smtp_nexthop hop = mx_hop("example.invalid", 25);
-	struct outcome o;
-	deliver(&hop, &o);
-	assert_result(&o, 0, DELIVERY_DEFER, 0, "4.4.3", "try again");
-}
-
-static void test_unknown_relay_host(void **state)
-{
-	NEED_DNSMASQ();
-	client_start();
-	struct smtp_nexthop hop = hop_at("[nope.example.test]:%d", 2525, false);
-	struct outcome o;
-	deliver(&hop, &o);
-	assert_result(&o, 0, DELIVERY_BOUNCE, 0, "5.4.4", "name=nope.example.test");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char spec[64];
+		snprintf(spec, sizeof(spec), "%s:%%d", cases[i].hop);
+		struct smtp_nexthop hop = cases[i].hop[0] == '[' ? hop_at(spec, 2525, false)
+								 : mx_hop(cases[i].hop, 25);
+		struct outcome o;
+		deliver(&hop, &o);
+		assert_result(&o, 0, cases[i].status, 0, cases[i].dsn, cases[i].text);
+	}
 }
 
 /* A lookup still in flight when the agent goes: its late callback (here, cancelled by
@@ -1824,10 +1811,7 @@ int main(void)
 		T(test_mx_greeting_5xx_everywhere_defers),
 		T(test_mx_implicit),
 		T(test_mx_null),
-		T(test_mx_nxdomain),
-		T(test_mx_host_without_address),
-		T(test_dns_tempfail),
-		T(test_unknown_relay_host),
+		T(test_dns_failures),
 		T(test_free_during_lookup),
 	};
 	if (getenv("TEST_FILTER") != NULL)
