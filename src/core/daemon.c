@@ -306,6 +306,7 @@ static void daemon_setup(struct daemon *d)
 	if (n < 0)
 		log_fatal("cannot read the spool under %s", d->conf->state_dir);
 	log_info("spool %s: %ld messages queued", spool_root(d->ctx.spool), n);
+	spool_start_pool(d->ctx.spool);
 	evthread_use_pthreads();
 	d->ctx.base = event_base_new();
 	if (d->ctx.base == NULL)

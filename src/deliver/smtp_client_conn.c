@@ -20,6 +20,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
+#include "net/wflush.h"
 #include "util/log.h"
 #include "util/xalloc.h"
 
@@ -143,6 +144,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct smtp_client_conn *conn = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	if (what & BEV_EVENT_CONNECTED) {
+		if (conn->wf == NULL)
+			conn->wf = wflush_new(bev); /* the TCP connect, before any TLS filter */
 		smtp_client_session_connected(conn);
 		return;
 	}
@@ -325,6 +328,7 @@ void smtp_client_conn_dispose(struct smtp_client_conn *conn)
 		conn->job->conn = NULL;
 		conn->job = NULL;
 	}
+	wflush_free(&conn->wf);
 	if (conn->bev != NULL)
 		bufferevent_free(conn->bev);
 	conn->bev = NULL;

@@ -13,6 +13,7 @@
 
 struct bufferevent;
 struct event;
+struct wflush;
 
 /* Reply text kept for results and logs (the lines joined with spaces); more is cut. */
 #define SMTP_CLIENT_TEXT_MAX 1024
@@ -116,6 +117,7 @@ struct smtp_client_conn {
 	struct smtp_nexthop hop;     /* the cache key */
 	enum smtp_client_state state;
 	struct bufferevent *bev;
+	struct wflush *wf; /* on the socket bufferevent, under any TLS filter */
 	struct event *timer;
 	char host[256];              /* the name connected to (MX host, hop host or socket path) */
 	char addr[64];               /* the address as text, "" for a unix socket */

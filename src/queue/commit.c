@@ -22,6 +22,7 @@ struct commit_req {
 	commit_cb *cb;
 	void *arg;
 	int result;
+	bool placed; /* dest exists */
 	char dest[4096];
 	struct commit_req *next;
 };
@@ -44,49 +45,62 @@ static void commit_fail(struct commit_req *r, int err)
 		r->result = err ? err : EIO;
 }
 
-static void commit_rename(struct committer *c, struct commit_req *r)
+static void commit_place(struct committer *c, struct commit_req *r)
 {
-	const char *id = qfile_id(r->qf);
-	if (r->result == 0 && spool_path(c->spool, r->queue, id, r->dest, sizeof(r->dest)) < 0)
+	if (r->result == 0 && spool_path(c->spool, r->queue, qfile_id(r->qf), r->dest, sizeof(r->dest)) < 0)
 		commit_fail(r, ENAMETOOLONG);
-	if (r->result == 0 && rename(qfile_tmp_path(r->qf), r->dest) < 0)
+	if (r->result == 0 && qfile_place(r->qf, r->dest) < 0)
 		commit_fail(r, errno);
-	if (r->result != 0)
-		qfile_abort(&r->qf);
+	r->placed = r->result == 0;
 }
 
-/* When syncfs fails, each file and each rename is made durable on its own; what still fails is
-   reported, and a renamed file whose directory could not be synced is taken back out of the
-   queue rather than delivered behind the client's back. */
-static void commit_sync_each(struct committer *c, struct commit_req *batch, struct commit_req *renamed)
+/* When syncfs fails, each file and each placed name is made durable on its own; what still
+   fails is reported, and a placed file whose directory could not be synced is taken back out
+   of the queue rather than delivered behind the client's back. */
+static void commit_sync(struct committer *c, struct commit_req *batch)
 {
+	if (syncfs(c->rootfd) == 0)
+		return;
 	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		char dir[4096];
 		if (r->result == 0 && fsync(qfile_fd(r->qf)) < 0)
 			commit_fail(r, errno);
-	}
-	for (struct commit_req *r = renamed; r != NULL; r = r->next) {
-		char dir[4096];
-		if (r->result != 0)
+		if (r->result != 0 || !r->placed)
 			continue;
 		spool_dir(c->spool, r->queue, qfile_id(r->qf), dir, sizeof(dir));
-		if (fs_fsync_dir(dir) < 0) {
+		if (fs_fsync_dir(dir) < 0)
 			commit_fail(r, errno);
-			unlink(r->dest);
-		}
 	}
 }
 
-/* One sync serves two batches: it makes the new batch's content durable and the previous
-   batch's renames. Under load that is one journal commit per batch instead of two, and the
-   accept path pays it once per batch, not per message. */
-static void commit_step(struct committer *c, struct commit_req *batch, struct commit_req *renamed)
+/* Anonymous files are linked into their queue before the sync, so one sync makes both their
+   content and their names durable: under load one journal commit per batch, paid once per
+   batch rather than per message. Named tmp/ files (no O_TMPFILE) need a second sync for
+   their renames. */
+static void commit_step(struct committer *c, struct commit_req *batch)
 {
-	if (syncfs(c->rootfd) < 0)
-		commit_sync_each(c, batch, renamed);
-	for (struct commit_req *r = renamed; r != NULL; r = r->next)
-		qfile_close(&r->qf);
-	for (struct commit_req *r = batch; r != NULL; r = r->next)
-		commit_rename(c, r);
+	bool renames = false;
+	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		if (qfile_anonymous(r->qf))
+			commit_place(c, r);
+	}
+	commit_sync(c, batch);
+	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		if (r->result == 0 && !r->placed) {
+			commit_place(c, r);
+			renames = true;
+		}
+	}
+	if (renames)
+		commit_sync(c, batch);
+	for (struct commit_req *r = batch; r != NULL; r = r->next) {
+		if (r->result != 0 && r->placed)
+			unlink(r->dest);
+		if (r->result != 0)
+			qfile_abort(&r->qf);
+		else
+			qfile_close(&r->qf);
+	}
 }
 
 static struct commit_req *commit_reverse(struct commit_req *list)
@@ -116,20 +130,18 @@ static void commit_post(struct committer *c, struct commit_req *list)
 static void *commit_thread(void *arg)
 {
 	struct committer *c = arg;
-	struct commit_req *renamed = NULL; /* renamed in the last step, not yet durable */
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
-		while (c->pending == NULL && renamed == NULL && !c->stopping)
+		while (c->pending == NULL && !c->stopping)
 			pthread_cond_wait(&c->cond, &c->lock);
-		if (c->pending == NULL && renamed == NULL)
+		if (c->pending == NULL)
 			break;
 		struct commit_req *batch = commit_reverse(c->pending);
 		c->pending = NULL;
 		pthread_mutex_unlock(&c->lock);
-		commit_step(c, batch, renamed);
+		commit_step(c, batch);
 		pthread_mutex_lock(&c->lock);
-		commit_post(c, renamed);
-		renamed = batch;
+		commit_post(c, batch);
 	}
 	pthread_mutex_unlock(&c->lock);
 	return NULL;

@@ -7,15 +7,15 @@ struct event_base;
 struct spool;
 
 /* Group commit (DESIGN.md 3): finished queue files are handed to one committer thread, which
-   works in steps: each step takes every file waiting, makes their content durable and renames
-   them out of tmp/; the next step's sync makes those renames durable, and only then are they
-   reported back on the event loop. One syncfs per step serves two batches, so under
-   concurrency the accept path pays about one file-system sync per batch of messages. */
+   works in steps: each step takes every file waiting, links the anonymous ones into their
+   queue, and one syncfs makes their content and names durable; only then are they reported
+   back on the event loop. Under concurrency the accept path pays about one file-system sync
+   per batch of messages. */
 
 struct committer;
 
 /* Called on the loop thread. result is 0 when the file is durable in its queue, else an
-   errno value (the tmp file is then already removed). */
+   errno value (the file is then already removed). */
 typedef void commit_cb(void *arg, int result);
 
 /* Starts the committer thread. The base must have been created after evthread_use_pthreads. */

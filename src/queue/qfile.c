@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,8 @@ struct qfile {
 	int fd;
 	int error; /* sticky errno of the first failed write */
 	char id[QUEUE_ID_LEN + 1];
-	char path[4096];
+	bool anonymous; /* O_TMPFILE: no name until qfile_place links it */
+	char path[4096];  /* the tmp/ name, or /proc/self/fd/N for an anonymous file */
 	uint64_t content_size;
 	size_t buflen;
 	char buf[QFILE_BUFSIZE];
@@ -99,6 +101,20 @@ static void qfile_format_envelope(struct buf *b, const struct queue_envelope *en
 	buf_puts(b, "content\n");
 }
 
+/* An anonymous file (O_TMPFILE in tmp/) gets its queue name only when it is complete, so
+   its name and content become durable in the same sync and nothing is left to clean up
+   after a crash. Filesystems without O_TMPFILE get a named tmp/ file instead. */
+static int qfile_open(const struct spool *spool, struct qfile *qf)
+{
+	int fd = spool_tmpfile(spool);
+	qf->anonymous = fd >= 0;
+	if (fd >= 0)
+		snprintf(qf->path, sizeof(qf->path), "/proc/self/fd/%d", fd);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	return open(qf->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+}
+
 int qfile_create(const struct spool *spool, const struct queue_envelope *env, struct qfile **qf_r)
 {
 	struct qfile *qf = xmalloc(sizeof(*qf));
@@ -111,7 +127,7 @@ int qfile_create(const struct spool *spool, const struct queue_envelope *env, st
 		errno = ENAMETOOLONG;
 		return -1;
 	}
-	qf->fd = open(qf->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	qf->fd = qfile_open(spool, qf);
 	if (qf->fd < 0) {
 		free(qf);
 		return -1;
@@ -194,9 +210,26 @@ const char *qfile_id(const struct qfile *qf)
 	return qf->id;
 }
 
-const char *qfile_tmp_path(const struct qfile *qf)
+const char *qfile_path(const struct qfile *qf)
 {
 	return qf->path;
+}
+
+bool qfile_anonymous(const struct qfile *qf)
+{
+	return qf->anonymous;
+}
+
+/* linkat through /proc needs no privilege; AT_EMPTY_PATH is the way without /proc. */
+int qfile_place(struct qfile *qf, const char *dest)
+{
+	if (!qf->anonymous)
+		return rename(qf->path, dest);
+	if (linkat(AT_FDCWD, qf->path, AT_FDCWD, dest, AT_SYMLINK_FOLLOW) == 0)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	return linkat(qf->fd, "", AT_FDCWD, dest, AT_EMPTY_PATH);
 }
 
 void qfile_close(struct qfile **qf)
@@ -212,7 +245,8 @@ void qfile_abort(struct qfile **qf)
 {
 	if (*qf == NULL)
 		return;
-	unlink((*qf)->path);
+	if (!(*qf)->anonymous)
+		unlink((*qf)->path);
 	qfile_close(qf);
 }
 
@@ -225,15 +259,19 @@ int qfile_commit_sync(const struct spool *spool, struct qfile **qf, const char *
 		errno = ENAMETOOLONG;
 		goto fail;
 	}
-	if (fsync((*qf)->fd) < 0 || rename((*qf)->path, dest) < 0)
+	if (fsync((*qf)->fd) < 0 || qfile_place(*qf, dest) < 0)
 		goto fail;
-	int rc = fs_fsync_dir(dir);
-	int saved = errno;
+	if (fs_fsync_dir(dir) < 0) {
+		int saved = errno;
+		unlink(dest);
+		qfile_close(qf);
+		errno = saved;
+		return -1;
+	}
 	qfile_close(qf);
-	errno = saved;
-	return rc;
-fail:
-	saved = errno;
+	return 0;
+fail:;
+	int saved = errno;
 	qfile_abort(qf);
 	errno = saved;
 	return -1;

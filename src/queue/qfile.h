@@ -58,7 +58,8 @@ void queue_envelope_clear(struct queue_envelope *env);
 
 struct qfile;
 
-/* Creates tmp/ID (O_EXCL) for env->id and writes the envelope. Returns 0, or -1 with errno. */
+/* Creates the file for env->id in tmp/ (anonymous, or tmp/ID with O_EXCL) and writes the
+   envelope. Returns 0, or -1 with errno. */
 int qfile_create(const struct spool *spool, const struct queue_envelope *env, struct qfile **qf_r);
 /* Appends content bytes (buffered). Returns 0, or -1 with errno after a write error (which
    sticks: every later call fails too). */
@@ -73,15 +74,22 @@ int qfile_finish(struct qfile *qf);
 int qfile_fd(const struct qfile *qf);
 /* Returns the queue ID. */
 const char *qfile_id(const struct qfile *qf);
-/* Returns the tmp/ path of the file. */
-const char *qfile_tmp_path(const struct qfile *qf);
+/* Returns a path that opens the file before it is placed: tmp/ID, or /proc/self/fd/N. */
+const char *qfile_path(const struct qfile *qf);
+/* Whether the file has no name yet (O_TMPFILE): then qfile_place links it instead of renaming. */
+bool qfile_anonymous(const struct qfile *qf);
+/* Gives the finished file its queue name dest: links an anonymous file, renames a tmp/ one.
+   Returns 0, or -1 with errno. Durability is the caller's (a sync of the filesystem or of
+   the file and dest's directory). */
+int qfile_place(struct qfile *qf, const char *dest);
 /* Closes the file and frees qf; the file stays on disk. (*qf NULL allowed.) */
 void qfile_close(struct qfile **qf);
-/* Closes, unlinks the tmp/ file and frees qf. (*qf NULL allowed.) */
+/* Closes, unlinks a tmp/ file (an anonymous one vanishes by itself) and frees qf. (*qf NULL
+   allowed.) A file already placed is the caller's to unlink. */
 void qfile_abort(struct qfile **qf);
 /* Makes a finished file durable and moves it to queue/: fsync, rename, fsync of the
    directory. For single submissions (the sendmail command); the daemon uses commit.h.
-   Returns 0, or -1 with errno; on failure the tmp file is removed. Frees *qf either way. */
+   Returns 0, or -1 with errno; on failure nothing is left in queue/ or tmp/. Frees *qf either way. */
 int qfile_commit_sync(const struct spool *spool, struct qfile **qf, const char *queue);
 
 /* Reads and validates the envelope of the file at path. On success returns 0, fills env and

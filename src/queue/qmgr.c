@@ -15,6 +15,7 @@
 #include "conf/config.h"
 #include "queue/deferlog.h"
 #include "queue/qmgr_int.h"
+#include "queue/remover.h"
 #include "queue/spool.h"
 #include "smtp/server.h"
 #include "util/log.h"
@@ -213,10 +214,9 @@ static void qmgr_done(struct qmsg *m)
 	} else {
 		if (m->deferlog)
 			qmgr_deferlog_remove(m);
-		if (unlink(m->path) == 0)
-			log_info("%s: removed", m->id);
-		else
-			log_error("%s: cannot remove %s: %s", m->id, m->path, strerror(errno));
+		remover_add(m->q->remover, m->path, m->fd);
+		m->fd = -1;
+		log_info("%s: removed", m->id);
 	}
 	struct qmgr *q = m->q;
 	qmgr_msg_unlink(m);
@@ -387,6 +387,7 @@ static void qmgr_scan_timer(evutil_socket_t fd, short what, void *arg)
 /* Whatever arrived while delivery was paused sits in incoming/ unlisted. */
 static void qmgr_scan_all(struct qmgr *q)
 {
+	remover_wait(q->remover); /* active/ must not list what is delivered and going away */
 	qmgr_scan(q, "active", false);
 	qmgr_scan(q, SPOOL_INCOMING, false);
 	qmgr_scan(q, "deferred", true);
@@ -413,6 +414,7 @@ struct qmgr *qmgr_new(const struct smtp_context *ctx, struct smtp_client *client
 	struct qmgr *q = xcalloc(1, sizeof(*q));
 	q->ctx = ctx;
 	q->client = client;
+	q->remover = remover_new();
 	q->admit_ev = event_new(ctx->base, -1, 0, qmgr_admit, q);
 	q->scan_timer = event_new(ctx->base, -1, EV_PERSIST, qmgr_scan_timer, q);
 	struct timeval tv = { .tv_sec = ctx->conf->queue_run_delay };
@@ -442,6 +444,7 @@ void qmgr_free(struct qmgr **qp)
 	while (q->msgs != NULL)
 		qmgr_msg_unlink(q->msgs);
 	qmgr_sched_free(q);
+	remover_free(&q->remover);
 	free(q->waiting.ids);
 	free(q->waiting.from);
 	xfree(qp);

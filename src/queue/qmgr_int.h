@@ -11,6 +11,7 @@
 #include "queue/qmgr.h"
 
 struct event;
+struct remover;
 
 enum qrcpt_state {
 	QRCPT_PENDING,  /* still to deliver in this pass */
@@ -88,6 +89,7 @@ struct qmgr {
 	struct qdest *dests[QMGR_HASH];
 	struct qdest *ring, *ring_tail; /* destinations with jobs waiting, in turn */
 	struct event *scan_timer, *admit_ev;
+	struct remover *remover; /* delivered files go away off the loop */
 	unsigned relay_rr;
 	bool stopping;
 };

@@ -27,6 +27,15 @@ const char *spool_root(const struct spool *spool);
 int spool_path(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
 /* Writes "ROOT/QUEUE/H" (the hash directory of id) into path. Returns 0 or -1. */
 int spool_dir(const struct spool *spool, const char *queue, const char *id, char *path, size_t len);
+/* Keeps anonymous files ready in tmp/ on a thread (tmppool.h), for the daemon. Idempotent;
+   without O_TMPFILE it does nothing. */
+void spool_start_pool(struct spool *spool);
+/* Makes every new file a named tmp/ID, as on a file system without O_TMPFILE (that path's
+   tests). */
+void spool_no_tmpfile(struct spool *spool);
+/* Returns an anonymous O_WRONLY file in tmp/ (from the pool when one is ready), or -1 with
+   errno (EOPNOTSUPP, EISDIR or EINVAL: the file system has no O_TMPFILE). Thread-safe. */
+int spool_tmpfile(const struct spool *spool);
 /* Returns the bytes available to unprivileged users on the spool's file system (at most
    0.2 s old), or -1. Not thread-safe: the loop thread's. */
 int64_t spool_free_bytes(struct spool *spool);

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "conf/config.h"
+#include "net/wflush.h"
 #include "queue/cleanup.h"
 #include "smtp/session.h"
 #include "util/log.h"
@@ -125,6 +126,7 @@ void smtp_server_unlink(struct smtp_server *srv, struct session *s)
 	srv->count--;
 	session_reset_tx(s);
 	event_free(s->timer);
+	wflush_free(&s->wf);
 	bufferevent_free(s->bev);
 	free(s);
 }

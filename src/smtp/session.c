@@ -13,6 +13,7 @@
 
 #include "conf/config.h"
 #include "net/tls.h"
+#include "net/wflush.h"
 #include "util/log.h"
 
 /* A client that pipelines without reading its replies is paused beyond this much output. */
@@ -234,6 +235,7 @@ void session_setup_io(struct session *s, int fd)
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	s->timer = evtimer_new(s->ctx->base, session_timeout_cb, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->wf = wflush_new(s->bev);
 	session_touch(s);
 }
 

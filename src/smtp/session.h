@@ -11,6 +11,7 @@
 #include "util/buf.h"
 
 struct bufferevent;
+struct wflush;
 struct cleanup;
 
 enum session_state {
@@ -40,6 +41,7 @@ struct session {
 	const struct smtp_context *ctx;
 	struct session *prev, *next;
 	struct bufferevent *bev;
+	struct wflush *wf; /* on the socket bufferevent, under any TLS filter */
 	struct event *timer;
 	enum session_state state;
 	bool lmtp, local_client, esmtp, tls, greeted, skip_line, draining, free_after_commit;

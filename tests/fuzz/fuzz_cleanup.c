@@ -184,13 +184,13 @@ static char *read_content(struct qfile *qf, size_t *len_r)
 	off_t off;
 	uint64_t size;
 	const char *why;
-	require(qfile_load(qfile_tmp_path(qf), &env, &off, &size, &why) == 0);
+	require(qfile_load(qfile_path(qf), &env, &off, &size, &why) == 0);
 	require(strcmp(env.id, qfile_id(qf)) == 0);
 	queue_envelope_clear(&env);
 	require(size == qfile_content_size(qf));
 	char *content = malloc(size + 1);
 	require(content != NULL);
-	int fd = open(qfile_tmp_path(qf), O_RDONLY | O_CLOEXEC);
+	int fd = open(qfile_path(qf), O_RDONLY | O_CLOEXEC);
 	require(fd >= 0 && pread(fd, content, size, off) == (ssize_t)size);
 	close(fd);
 	*len_r = size;

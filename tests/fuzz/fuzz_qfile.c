@@ -104,7 +104,7 @@ static void check_round_trip(const struct queue_envelope *env, const uint8_t *co
 	require(qfile_create(spool, env, &qf) == 0);
 	require(qfile_write(qf, content, (size_t)csize) == 0);
 	require(qfile_finish(qf) == 0);
-	require(qfile_load(qfile_tmp_path(qf), &back, &off, &size, &why) == 0);
+	require(qfile_load(qfile_path(qf), &back, &off, &size, &why) == 0);
 	require(size == csize);
 	require(strcmp(back.id, env->id) == 0);
 	require(back.arrival_us == env->arrival_us);

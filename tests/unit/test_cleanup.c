@@ -127,14 +127,14 @@ static void run_cleanup(const struct fx *fx, const struct cleanup_params *params
 		uint64_t size;
 		const char *why = NULL;
 		struct queue_envelope got;
-		if (qfile_load(qfile_tmp_path(qf), &got, &off, &size, &why) != 0)
+		if (qfile_load(qfile_path(qf), &got, &off, &size, &why) != 0)
 			fail_msg("cleanup output does not load: %s", why);
 		assert_string_equal(got.id, env.id);
 		queue_envelope_clear(&got);
 		assert_int_equal(size, qfile_content_size(qf));
 		r->content = malloc(size + 1);
 		assert_non_null(r->content);
-		int fd = open(qfile_tmp_path(qf), O_RDONLY | O_CLOEXEC);
+		int fd = open(qfile_path(qf), O_RDONLY | O_CLOEXEC);
 		assert_true(fd >= 0);
 		assert_int_equal(pread(fd, r->content, size, off), (ssize_t)size);
 		close(fd);

@@ -18,6 +18,10 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "queue/commit.h"
 #include "queue/qfile.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
@@ -59,6 +63,15 @@ static int fx_setup(void **state)
 		return -1;
 	}
 	*state = fx;
+	return 0;
+}
+
+/* As on a file system without O_TMPFILE: every new file is a named tmp/ID. */
+static int fx_setup_named(void **state)
+{
+	if (fx_setup(state) < 0)
+		return -1;
+	spool_no_tmpfile(((struct fx *)*state)->spool);
 	return 0;
 }
 
@@ -247,8 +260,9 @@ static void write_qfile(const struct fx *fx, const struct queue_envelope *env, c
 	assert_non_null(qf);
 	assert_string_equal(qfile_id(qf), env->id);
 	assert_int_equal(spool_path(fx->spool, SPOOL_TMP, env->id, tmp, sizeof(tmp)), 0);
-	assert_string_equal(qfile_tmp_path(qf), tmp);
-	assert_true(path_exists(tmp));
+	if (!qfile_anonymous(qf))
+		assert_string_equal(qfile_path(qf), tmp);
+	assert_true(path_exists(qfile_path(qf)));
 	assert_true(qfile_fd(qf) >= 0);
 	size_t done = 0;
 	for (size_t i = 0; done < len || (len == 0 && i == 0); i++) {
@@ -695,7 +709,7 @@ static void test_qfile_create_abort(void **state)
 	char tmp[4096];
 	env_min(&env);
 	assert_int_equal(qfile_create(fx->spool, &env, &qf), 0);
-	snprintf(tmp, sizeof(tmp), "%s", qfile_tmp_path(qf));
+	snprintf(tmp, sizeof(tmp), "%s", qfile_path(qf));
 	assert_true(path_exists(tmp));
 	/* the same ID twice: O_EXCL */
 	errno = 0;
@@ -761,6 +775,89 @@ static void test_qfile_create_abort(void **state)
 	assert_null(qf);
 	assert_false(path_exists(tmp));
 	queue_envelope_clear(&env);
+}
+
+/* An anonymous file has no name until it is placed; placing never replaces a file, and an
+   abandoned one leaves nothing behind. */
+static void test_qfile_anonymous(void **state)
+{
+	struct fx *fx = *state;
+	struct queue_envelope env;
+	struct qfile *qf = NULL, *qf2 = NULL;
+	char dest[4096];
+	env_min(&env);
+	assert_int_equal(spool_path(fx->spool, SPOOL_INCOMING, env.id, dest, sizeof(dest)), 0);
+	assert_int_equal(qfile_create(fx->spool, &env, &qf), 0);
+	if (!qfile_anonymous(qf))
+		skip(); /* the test directory's file system has no O_TMPFILE */
+	assert_int_equal(count_queue(fx->spool, SPOOL_TMP), 0);
+	assert_int_equal(qfile_write(qf, "abc\r\n", 5), 0);
+	assert_int_equal(qfile_finish(qf), 0);
+	assert_int_equal(qfile_place(qf, dest), 0);
+	qfile_close(&qf);
+	const char *why = NULL;
+	assert_int_equal(qfile_check(dest, env.id, &why), 0);
+
+	/* the same ID again: the link fails, the first file stays */
+	assert_int_equal(qfile_create(fx->spool, &env, &qf2), 0);
+	assert_int_equal(qfile_finish(qf2), 0);
+	errno = 0;
+	assert_int_equal(qfile_place(qf2, dest), -1);
+	assert_int_equal(errno, EEXIST);
+	qfile_abort(&qf2);
+	assert_null(qf2);
+	assert_int_equal(qfile_check(dest, env.id, &why), 0);
+	assert_int_equal(count_queue(fx->spool, SPOOL_TMP), 0);
+	assert_int_equal(count_queue(fx->spool, SPOOL_INCOMING), 1);
+	queue_envelope_clear(&env);
+}
+
+/* The committer over a loop: every file submitted is reported durable in its queue, each
+   callback once, and nothing is left in tmp/ (both with anonymous and with named files). */
+#define COMMIT_FILES 50
+
+static void commit_probe_cb(void *arg, int result)
+{
+	int *slot = arg;
+	*slot = result == 0 ? 1 : -result;
+}
+
+static void test_committer(void **state)
+{
+	struct fx *fx = *state;
+	int results[COMMIT_FILES] = { 0 };
+	evthread_use_pthreads();
+	struct event_base *base = event_base_new();
+	struct committer *c = committer_new(base, fx->spool);
+	char ids[COMMIT_FILES][QUEUE_ID_LEN + 1];
+	for (int i = 0; i < COMMIT_FILES; i++) {
+		struct queue_envelope env;
+		struct qfile *qf = NULL;
+		env_min(&env);
+		memcpy(ids[i], env.id, sizeof(ids[i]));
+		assert_int_equal(qfile_create(fx->spool, &env, &qf), 0);
+		assert_int_equal(qfile_write(qf, "Subject: x\r\n\r\nbody\r\n", 19), 0);
+		assert_int_equal(qfile_finish(qf), 0);
+		committer_submit(c, qf, SPOOL_INCOMING, commit_probe_cb, &results[i]);
+		queue_envelope_clear(&env);
+	}
+	/* the loop has no events of its own, so it is polled until the reports are in */
+	for (int spins = 0; committer_pending(c) > 0 && spins < 10000; spins++) {
+		event_base_loop(base, EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_int_equal(committer_pending(c), 0);
+	committer_free(&c);
+	event_base_free(base);
+	for (int i = 0; i < COMMIT_FILES; i++) {
+		char path[4096];
+		const char *why = NULL;
+		assert_int_equal(results[i], 1);
+		assert_int_equal(spool_path(fx->spool, SPOOL_INCOMING, ids[i], path, sizeof(path)), 0);
+		assert_int_equal(qfile_check(path, ids[i], &why), 0);
+	}
+	assert_int_equal(count_queue(fx->spool, SPOOL_INCOMING), COMMIT_FILES);
+	assert_int_equal(count_queue(fx->spool, SPOOL_TMP), 0);
 }
 
 /* A write error (here ENOSPC from /dev/full) sticks: every later call fails with it. */
@@ -1174,7 +1271,7 @@ static void test_spool_recover(void **state)
 	memcpy(d, env.id, sizeof(d));
 	assert_int_equal(qfile_create(sp, &env, &qf), 0);
 	assert_int_equal(qfile_write(qf, "partial", 7), 0);
-	snprintf(pd, sizeof(pd), "%s", qfile_tmp_path(qf));
+	snprintf(pd, sizeof(pd), "%s", qfile_path(qf));
 	qfile_close(&qf);
 	queue_envelope_clear(&env);
 	snprintf(p, sizeof(p), "%s/tmp/0/stranger", root);
@@ -1269,13 +1366,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_qfile_envelope_fields, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_control_chars, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_long_orcpt, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_qfile_create_abort, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_qfile_round_trip_sizes, fx_setup_named, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_qfile_create_abort, fx_setup_named, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_qfile_anonymous, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_committer, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_committer, fx_setup_named, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_write_error, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_hostile, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_hostile_huge, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_every_truncation, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_qfile_unreadable, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_spool_recover, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_spool_recover, fx_setup_named, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_spool_quarantine, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
