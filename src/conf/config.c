@@ -176,6 +176,20 @@ static const struct config_setting config_table[] = {
 	  "Time allowed for a next hop's reply to the end of the message." },
 	{ "smtp_connection_reuse_time", CONFIG_TYPE_DURATION, FIELD(smtp_connection_reuse_time), "300s", 0, 3600,
 	  "How long an idle connection is kept for more mail to the same next hop." },
+	{ "rewrite_rules", CONFIG_TYPE_PATH, FIELD(rewrite_rules), "", 0, CONFIG_PATH_MAX,
+	  "Rewrite rules (direction, old domain, new domain) applied to envelope addresses first; empty means none. See routing.md." },
+	{ "rewrite_headers", CONFIG_TYPE_BOOL, FIELD(rewrite_headers), "no", 0, 0,
+	  "Rewrite the addresses in From, To, Cc, Reply-To and Sender headers as well as the envelope." },
+	{ "transport_rules", CONFIG_TYPE_PATH, FIELD(transport_rules), "", 0, CONFIG_PATH_MAX,
+	  "Transport policy: ordered pattern and next-hop rules, first match wins; empty means relayhost or MX for all. See routing.md." },
+	{ "transport_variables", CONFIG_TYPE_PATH, FIELD(transport_variables), "", 0, CONFIG_PATH_MAX,
+	  "Variables file (name value) whose $name may be used in the rule files; empty means none." },
+	{ "recipient_delimiter", CONFIG_TYPE_STRING, FIELD(recipient_delimiter), "+", 0, 8,
+	  "Characters that start an address extension (user+ext@domain); empty means none." },
+	{ "alias_max_depth", CONFIG_TYPE_INT, FIELD(alias_max_depth), "10", 1, 100,
+	  "Most levels of aliases expanded for one recipient before it bounces with 5.4.6." },
+	{ "store", CONFIG_TYPE_STRING, FIELD(store), "sqlite", 1, 4096,
+	  "Where aliases and robot state are kept: sqlite (state_dir/postern.db), sqlite:/path, or a postgresql:// URI shared by several nodes. See store.md." },
 };
 
 #define CONFIG_NSETTINGS (sizeof(config_table) / sizeof(config_table[0]))

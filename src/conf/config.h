@@ -56,6 +56,14 @@ struct config {
 	int64_t smtp_data_timeout;
 	int64_t smtp_data_done_timeout;
 	int64_t smtp_connection_reuse_time;
+	/* routing and the store */
+	char *rewrite_rules;       /* rule files (docs/routing.md); "" means none */
+	bool rewrite_headers;
+	char *transport_rules;
+	char *transport_variables;
+	char *recipient_delimiter; /* characters that start an address extension; "" for none */
+	int64_t alias_max_depth;
+	char *store;               /* "sqlite", "sqlite:/path" or a postgresql:// URI */
 };
 
 /* Returns a configuration holding every default. */

@@ -609,7 +609,14 @@ static const char default_dump[] =
 	"smtp_command_timeout = 300\n"
 	"smtp_data_timeout = 180\n"
 	"smtp_data_done_timeout = 600\n"
-	"smtp_connection_reuse_time = 300\n";
+	"smtp_connection_reuse_time = 300\n"
+	"rewrite_rules =\n"
+	"rewrite_headers = no\n"
+	"transport_rules =\n"
+	"transport_variables =\n"
+	"recipient_delimiter = +\n"
+	"alias_max_depth = 10\n"
+	"store = sqlite\n";
 
 static void test_dump_defaults(void **state)
 {
@@ -936,7 +943,7 @@ static void test_docs(void **state)
 	}
 	for (const char *p = strstr(doc, "\n### `"); p != NULL; p = strstr(p + 1, "\n### `"))
 		sections++;
-	assert_int_equal(settings, 44);
+	assert_int_equal(settings, 51);
 	assert_int_equal(sections, settings);
 	free(doc);
 	free(out);
