@@ -13,4 +13,9 @@ int cli_sendmail(int argc, char **argv);
    the daemon's admin API. */
 int cli_queue(int argc, char **argv);
 
+/* "postern alias add|rm|show|list|import ...": aliases in the store. */
+int cli_alias(int argc, char **argv);
+/* "postern store migrate|version": the store's schema. */
+int cli_store(int argc, char **argv);
+
 #endif

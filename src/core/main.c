@@ -16,6 +16,8 @@ static int main_usage(FILE *out, int status)
 		"  sendmail [options] [rcpt]  sendmail-compatible submission (also as 'sendmail')\n"
 		"  queue list|show|flush|hold|release|delete|requeue|shape ...\n"
 		"                             inspect and act on the queue (postern queue help)\n"
+		"  alias add|rm|show|list|import ...  aliases in the store (postern alias help)\n"
+		"  store migrate|version      the store's schema\n"
 		"  version                    print the version\n"
 		"The configuration file is -c FILE, else $POSTERN_CONFIG, else /etc/postern/postern.conf.\n");
 	return status;
@@ -55,6 +57,10 @@ int main(int argc, char **argv)
 		return cli_sendmail(argc - 1, argv + 1);
 	if (strcmp(cmd, "queue") == 0)
 		return cli_queue(argc - 1, argv + 1);
+	if (strcmp(cmd, "alias") == 0)
+		return cli_alias(argc - 1, argv + 1);
+	if (strcmp(cmd, "store") == 0)
+		return cli_store(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("postern %s\n", POSTERN_VERSION);
 		return 0;
