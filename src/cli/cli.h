@@ -13,6 +13,8 @@ int cli_sendmail(int argc, char **argv);
    the daemon's admin API. */
 int cli_queue(int argc, char **argv);
 
+/* "postern route ADDRESS [--sender S]": the routing decision for an address. */
+int cli_route(int argc, char **argv);
 /* "postern alias add|rm|show|list|import ...": aliases in the store. */
 int cli_alias(int argc, char **argv);
 /* "postern store migrate|version": the store's schema. */

@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "conf/config.h"
+#include "route/router.h"
 
 #define CLI_DEFAULT_CONFIG "/etc/postern/postern.conf"
 
@@ -50,10 +51,19 @@ int cli_config(int argc, char **argv)
 		free(errors);
 		return 78; /* EX_CONFIG */
 	}
-	if (strcmp(argv[optind], "dump") == 0)
+	int rc = 0;
+	struct router *router = NULL;
+	if (strcmp(argv[optind], "dump") == 0) {
 		config_dump(conf, stdout, verbose);
-	else
+	} else if (router_load(conf, &router, &errors) < 0) {
+		/* the rule files it names are part of the configuration */
+		config_print_errors(stderr, errors);
+		free(errors);
+		rc = 78;
+	} else {
 		printf("%s: ok\n", path);
+	}
+	router_free(&router);
 	config_free(&conf);
-	return 0;
+	return rc;
 }

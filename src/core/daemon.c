@@ -23,6 +23,7 @@
 #include "queue/pickup.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "route/router.h"
 #include "smtp/server.h"
 #include "util/log.h"
 #include "util/timeutil.h"
@@ -194,6 +195,22 @@ static bool daemon_lists_equal(char **a, char **b)
 
 /* Settings take effect for the next command of every session; listeners are re-bound only
    when their lists changed, so established sessions never notice a reload. */
+/* The rule files go with a reload, all of them or none: a bad file leaves the rules in force
+   (the other settings still change). */
+static void daemon_reload_router(struct daemon *d)
+{
+	struct router *r;
+	char *errors;
+	if (router_load(d->conf, &r, &errors) < 0) {
+		log_error("reload: rule files rejected, the old rules stay in force:");
+		config_log_errors(errors);
+		free(errors);
+		return;
+	}
+	router_free(&d->ctx.router);
+	d->ctx.router = r;
+}
+
 static void daemon_reload(struct daemon *d)
 {
 	struct config *conf;
@@ -220,6 +237,7 @@ static void daemon_reload(struct daemon *d)
 	config_hostname(d->conf, d->hostname, sizeof(d->hostname));
 	daemon_client_options(d);
 	smtp_client_set_options(d->client, &d->client_opts);
+	daemon_reload_router(d);
 	qmgr_reload(d->ctx.qmgr, was_paused);
 	daemon_apply_log_level(conf);
 	if (relisten) {
@@ -316,6 +334,11 @@ static void daemon_setup(struct daemon *d)
 	d->ctx.queue = SPOOL_INCOMING;
 	d->ctx.tls = daemon_tls(d->conf, NULL, true);
 	d->ctx.mynetworks = daemon_mynetworks(d->conf, &d->ctx.nmynetworks);
+	char *errors;
+	if (router_load(d->conf, &d->ctx.router, &errors) < 0) {
+		config_log_errors(errors);
+		log_fatal("the rule files have errors; see above");
+	}
 	d->ctx.committer = committer_new(d->ctx.base, d->ctx.spool);
 	d->server = smtp_server_new(&d->ctx);
 	daemon_start_delivery(d);
@@ -336,6 +359,7 @@ static void daemon_teardown(struct daemon *d)
 	daemon_stop_delivery(d);
 	committer_free(&d->ctx.committer);
 	qmgr_free(&d->ctx.qmgr);
+	router_free(&d->ctx.router);
 	smtp_server_free(&d->server);
 	dns_free(&d->dns);
 	SSL_CTX_free(d->client_tls);

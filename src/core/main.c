@@ -16,6 +16,7 @@ static int main_usage(FILE *out, int status)
 		"  sendmail [options] [rcpt]  sendmail-compatible submission (also as 'sendmail')\n"
 		"  queue list|show|flush|hold|release|delete|requeue|shape ...\n"
 		"                             inspect and act on the queue (postern queue help)\n"
+		"  route ADDRESS [--sender S] where mail for ADDRESS goes, and which rule says so\n"
 		"  alias add|rm|show|list|import ...  aliases in the store (postern alias help)\n"
 		"  store migrate|version      the store's schema\n"
 		"  version                    print the version\n"
@@ -57,6 +58,8 @@ int main(int argc, char **argv)
 		return cli_sendmail(argc - 1, argv + 1);
 	if (strcmp(cmd, "queue") == 0)
 		return cli_queue(argc - 1, argv + 1);
+	if (strcmp(cmd, "route") == 0)
+		return cli_route(argc - 1, argv + 1);
 	if (strcmp(cmd, "alias") == 0)
 		return cli_alias(argc - 1, argv + 1);
 	if (strcmp(cmd, "store") == 0)

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "queue/qfile.h"
+#include "route/rewrite.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
@@ -20,6 +21,8 @@ struct cleanup {
 	bool local, raw, dropping, seen_message_id, seen_date, seen_from;
 	int64_t header_size, header_size_limit;
 	char *id, *hostname, *sender, *full_name;
+	const struct rewrite *rewrite;
+	struct buf field; /* an address field being collected for rewriting, folded lines and all */
 };
 
 static void cleanup_put(struct cleanup *c, const char *data, size_t len)
@@ -69,6 +72,7 @@ struct cleanup *cleanup_new(const struct cleanup_params *p, struct qfile *qf)
 	c->hostname = xstrdup(p->hostname);
 	c->sender = xstrdup(p->sender);
 	c->full_name = p->full_name ? xstrdup(p->full_name) : NULL;
+	c->rewrite = p->rewrite;
 	if (c->raw)
 		c->phase = CLEANUP_BODY;
 	else
@@ -135,23 +139,66 @@ static void cleanup_add_missing(struct cleanup *c)
 	buf_free(&b);
 }
 
+static const char *const cleanup_address_fields[] = {
+	"From", "Sender", "Reply-To", "To", "Cc", "Bcc", "Resent-From", "Resent-Sender",
+	"Resent-To", "Resent-Cc", "Resent-Bcc", NULL,
+};
+
+static bool cleanup_address_field(const char *line, size_t namelen)
+{
+	for (const char *const *f = cleanup_address_fields; *f != NULL; f++) {
+		if (cleanup_is(line, namelen, *f))
+			return true;
+	}
+	return false;
+}
+
+/* Writes the collected address field with its domains rewritten, line by line as folded. */
+static void cleanup_flush_field(struct cleanup *c)
+{
+	if (c->field.len == 0)
+		return;
+	const char *s = buf_str(&c->field);
+	const char *colon = strchr(s, ':');
+	char name[32];
+	snprintf(name, sizeof(name), "%.*s", (int)(colon - s), s);
+	struct buf out = { 0 };
+	buf_append(&out, s, (size_t)(colon + 1 - s));
+	rewrite_header(c->rewrite, name, colon + 1, &out);
+	const char *p = buf_str(&out), *end = p + out.len;
+	for (;;) {
+		const char *eol = memmem(p, (size_t)(end - p), "\r\n", 2);
+		cleanup_put(c, p, eol != NULL ? (size_t)(eol - p) : (size_t)(end - p));
+		if (eol == NULL)
+			break;
+		p = eol + 2;
+	}
+	buf_free(&out);
+	buf_reset(&c->field);
+}
+
 static void cleanup_end_headers(struct cleanup *c, bool separator_seen)
 {
+	cleanup_flush_field(c);
 	cleanup_add_missing(c);
 	if (!separator_seen)
 		cleanup_put(c, "", 0);
 	c->phase = CLEANUP_BODY;
 }
 
+/* An address field is collected whole (it may be folded) when its domains are to be
+   rewritten; every other line goes straight to the file. */
 static void cleanup_header_line(struct cleanup *c, const char *line, size_t len)
 {
+	bool continuation = len > 0 && (line[0] == ' ' || line[0] == '\t') && c->header_size > 0;
+	if (!continuation)
+		cleanup_flush_field(c);
 	if (len == 0) {
 		cleanup_end_headers(c, true);
 		cleanup_put(c, line, len);
 		return;
 	}
 	size_t namelen = cleanup_field_name(line, len);
-	bool continuation = (line[0] == ' ' || line[0] == '\t') && c->header_size > 0;
 	if (namelen == 0 && !continuation) {
 		cleanup_end_headers(c, false);
 		cleanup_put(c, line, len);
@@ -162,8 +209,15 @@ static void cleanup_header_line(struct cleanup *c, const char *line, size_t len)
 		c->status = CLEANUP_HEADER_TOO_BIG;
 	if (namelen > 0)
 		cleanup_note_field(c, line, namelen);
-	if (!c->dropping)
-		cleanup_put(c, line, len);
+	if (c->dropping)
+		return;
+	if (c->rewrite != NULL && (namelen > 0 ? cleanup_address_field(line, namelen) : c->field.len > 0)) {
+		if (c->field.len > 0)
+			buf_append(&c->field, "\r\n", 2);
+		buf_append(&c->field, line, len);
+		return;
+	}
+	cleanup_put(c, line, len);
 }
 
 enum cleanup_status cleanup_line(struct cleanup *c, const char *line, size_t len)
@@ -192,5 +246,6 @@ void cleanup_free(struct cleanup **c)
 	free((*c)->hostname);
 	free((*c)->sender);
 	free((*c)->full_name);
+	buf_free(&(*c)->field);
 	xfree(c);
 }

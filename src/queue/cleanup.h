@@ -5,11 +5,14 @@
 #include <stdint.h>
 
 struct qfile;
+struct rewrite;
 
 /* cleanup (DESIGN.md 1): the one place a message is normalised on its way into the queue.
    It streams content lines into a queue file, prepends the Received trace header, drops any
    Return-Path from the input (only delivery may write one), enforces the header size limit,
-   and for local submissions adds Message-ID, Date and From when they are missing. */
+   and for local submissions adds Message-ID, Date and From when they are missing. With
+   rewrite rules it rewrites the domains in From, To, Cc, Reply-To, Sender (and their Resent-
+   forms), keeping everything else of those fields as it was. */
 
 struct cleanup_params {
 	const char *id;          /* queue ID */
@@ -24,6 +27,7 @@ struct cleanup_params {
 	const char *full_name;   /* local submissions: display name for an added From, or NULL */
 	bool local;              /* a local submission (postern sendmail) */
 	bool raw;                /* write the content unaltered (maildrop: cleanup runs at pickup) */
+	const struct rewrite *rewrite; /* rewrite the address headers by these rules; NULL: no */
 	int64_t header_size_limit;
 };
 

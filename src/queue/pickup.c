@@ -18,6 +18,7 @@
 #include "queue/qfile.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "route/router.h"
 #include "smtp/server.h"
 #include "util/buf.h"
 #include "util/fsutil.h"
@@ -42,6 +43,7 @@ struct pickup_job {
 	char sender[1024];
 	uint64_t size;
 	size_t nrcpts;
+	bool held; /* committed to hold/ by a hold: rule */
 };
 
 /* Splits wire-form content into lines for cleanup; a partial line is carried to the next
@@ -90,9 +92,9 @@ static void pickup_committed(void *arg, int result)
 {
 	struct pickup_job *job = arg;
 	if (result == 0) {
-		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=local, status=queued",
-			 job->id, job->sender, job->size, job->nrcpts);
-		if (job->p->ctx->qmgr != NULL)
+		log_info("%s: from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=local, status=%s",
+			 job->id, job->sender, job->size, job->nrcpts, job->held ? "held" : "queued");
+		if (job->p->ctx->qmgr != NULL && !job->held)
 			qmgr_enqueue(job->p->ctx->qmgr, job->id);
 		if (unlink(job->path) < 0 && errno != ENOENT)
 			log_error("%s: cannot remove %s: %s", job->id, job->path, strerror(errno));
@@ -130,6 +132,7 @@ static int pickup_convert(struct pickup *p, struct pickup_job *job, const struct
 		.for_rcpt = env->nrcpts == 1 ? env->rcpts[0].address : NULL,
 		.full_name = env->full_name,
 		.local = true,
+		.rewrite = router_header_rules(p->ctx->router),
 		.header_size_limit = INT64_MAX, /* sendmail enforced it before saying yes */
 	};
 	struct cleanup *c = cleanup_new(&cp, qf);
@@ -142,15 +145,20 @@ static int pickup_convert(struct pickup *p, struct pickup_job *job, const struct
 	}
 	job->size = qfile_content_size(qf);
 	p->inflight++;
-	committer_submit(p->ctx->committer, qf, SPOOL_INCOMING, pickup_committed, job);
+	const struct policy_rule *hold = router_hold(p->ctx->router, env);
+	job->held = hold != NULL;
+	if (hold != NULL)
+		log_info("%s: hold by %s:%u", job->id, hold->file, hold->line);
+	committer_submit(p->ctx->committer, qf, hold != NULL ? "hold" : SPOOL_INCOMING, pickup_committed, job);
 	return 0;
 }
 
 static void pickup_one(struct pickup *p, const char *path, const char *id)
 {
-	char incoming[4096];
+	char incoming[4096], held[4096];
 	spool_path(p->ctx->spool, SPOOL_INCOMING, id, incoming, sizeof(incoming));
-	if (access(incoming, F_OK) == 0) {
+	spool_path(p->ctx->spool, "hold", id, held, sizeof(held));
+	if (access(incoming, F_OK) == 0 || access(held, F_OK) == 0) {
 		unlink(path); /* committed before a crash, the maildrop copy was left behind */
 		return;
 	}
@@ -162,6 +170,7 @@ static void pickup_one(struct pickup *p, const char *path, const char *id)
 		spool_quarantine(p->ctx->spool, SPOOL_MAILDROP, id, why);
 		return;
 	}
+	router_rewrite_envelope(p->ctx->router, &env);
 	struct pickup_job *job = xcalloc(1, sizeof(*job));
 	job->p = p;
 	memcpy(job->id, id, sizeof(job->id)); /* a valid ID, checked by the caller */

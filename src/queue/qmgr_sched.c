@@ -8,6 +8,7 @@
 
 #include "conf/config.h"
 #include "queue/qmgr_int.h"
+#include "route/router.h"
 #include "smtp/command.h"
 #include "smtp/server.h"
 #include "util/log.h"
@@ -82,6 +83,71 @@ static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *addre
 	qmgr_hop_tls(conf, hop);
 }
 
+static void qmgr_record(struct qmsg *m, const struct delivery_result *r);
+
+/* A transport rule's next hop, through the same parser as relayhost so that "[host]" and
+   bare names mean the same in both places. Returns 0, or -1 (logged) for a hop that cannot be. */
+static int qmgr_rule_hop(struct qmgr *q, const struct qmsg *m, const char *address,
+			 const struct policy_rule *rule, struct smtp_nexthop *hop)
+{
+	const struct nexthop *nh = &rule->nexthop;
+	const struct nexthop_host *h = nh->nhosts > 0 ? &nh->hosts[(m->id[QUEUE_ID_LEN - 1] + q->relay_rr) % nh->nhosts] : NULL;
+	bool lmtp = nh->kind == NEXTHOP_LMTP_INET || nh->kind == NEXTHOP_LMTP_UNIX;
+	char spec[PROTO_DOMAIN_MAX + 16 + 4096];
+	const char *at = strrchr(address, '@');
+	if (nh->kind == NEXTHOP_LMTP_UNIX)
+		snprintf(spec, sizeof(spec), "unix:%s", nh->path);
+	else if (h == NULL) /* mx: the recipient's domain */
+		snprintf(spec, sizeof(spec), "%s", at != NULL ? at + 1 : q->ctx->hostname);
+	else if (h->bracketed || h->ipv6 || (lmtp && h->port == 0))
+		snprintf(spec, sizeof(spec), "[%s]:%u", h->host, h->port ? h->port : lmtp ? 24 : 25);
+	else
+		snprintf(spec, sizeof(spec), h->port ? "%s:%u" : "%s", h->host, h->port);
+	const char *error;
+	if (smtp_nexthop_parse(spec, lmtp, hop, &error) < 0) {
+		log_error("%s: %s:%u: next hop %s: %s", m->id, rule->file, rule->line, spec, error);
+		return -1;
+	}
+	qmgr_hop_tls(q->ctx->conf, hop);
+	return 0;
+}
+
+/* What the transport policy says for recipient i: a next hop (returns true with hop set), or
+   a result at once: discard, error, or a hop that cannot be (deferred, logged). */
+static bool qmgr_route(struct qmgr *q, struct qmsg *m, size_t i, struct smtp_nexthop *hop)
+{
+	const char *address = m->env.rcpts[i].address;
+	const struct policy_rule *rule = router_match(q->ctx->router, address);
+	if (rule == NULL || rule->nexthop.kind == NEXTHOP_HOLD) { /* held at intake, since released */
+		qmgr_nexthop(q, m, address, hop);
+		return true;
+	}
+	const struct nexthop *nh = &rule->nexthop;
+	struct delivery_result res;
+	switch (nh->kind) {
+	case NEXTHOP_DISCARD:
+		delivery_result_set(&res, i, DELIVERY_DONE, 250, "2.0.0", "discarded by %s:%u%s%s", rule->file,
+				    rule->line, nh->text ? ": " : "", nh->text ? nh->text : "");
+		break;
+	case NEXTHOP_ERROR:
+		delivery_result_set(&res, i, nh->code >= 500 ? DELIVERY_BOUNCE : DELIVERY_DEFER, (int)nh->code,
+				    nh->status[0] ? nh->status : nh->code >= 500 ? "5.0.0" : "4.0.0", "%s", nh->text);
+		break;
+	default:
+		if (qmgr_rule_hop(q, m, address, rule, hop) == 0)
+			return true;
+		delivery_result_set(&res, i, DELIVERY_DEFER, 0, "4.3.5", "bad next hop in %s:%u", rule->file,
+				    rule->line);
+	}
+	if (res.status == DELIVERY_DONE && qmgr_msg_open(m) < 0)
+		log_error("%s: cannot open the queue file: %s", m->id, strerror(errno));
+	log_info("%s: to=<%s>, rule=%s:%u, status=%s (%s)", m->id, address, rule->file, rule->line,
+		 res.status == DELIVERY_DONE ? "discarded" : res.status == DELIVERY_BOUNCE ? "bounced" : "deferred",
+		 res.text);
+	qmgr_record(m, &res);
+	return false;
+}
+
 static struct qjob *qmgr_job_new(struct qmsg *m, struct qdest *d)
 {
 	struct qjob *j = xcalloc(1, sizeof(*j));
@@ -139,7 +205,8 @@ void qmgr_sched_add(struct qmgr *q, struct qmsg *m)
 		if (m->rcpts[i].state != QRCPT_PENDING)
 			continue;
 		struct smtp_nexthop hop;
-		qmgr_nexthop(q, m, m->env.rcpts[i].address, &hop);
+		if (!qmgr_route(q, m, i, &hop))
+			continue;
 		struct qdest *d = qmgr_dest(q, &hop);
 		struct qjob *j = NULL;
 		for (size_t k = 0; k < nopen && j == NULL; k++)

@@ -15,6 +15,8 @@ struct qmgr;
 
 /* What the SMTP/LMTP server needs from the daemon. The daemon owns it and may swap conf, tls
    and mynetworks on reload; sessions read them at the moment of use. */
+struct router;
+
 struct smtp_context {
 	struct event_base *base;
 	const struct config *conf;
@@ -29,6 +31,7 @@ struct smtp_context {
 	const char *queue;
 	bool raw;
 	struct qmgr *qmgr; /* told about each message queued; NULL in sendmail -bs */
+	struct router *router; /* rewrite rules and transport policy; NULL for none */
 };
 
 struct smtp_server;

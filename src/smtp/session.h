@@ -42,6 +42,7 @@ struct session {
 	struct session *prev, *next;
 	struct bufferevent *bev;
 	struct wflush *wf; /* on the socket bufferevent, under any TLS filter */
+	bool held; /* the message in commit goes to hold/ (a hold: rule) */
 	struct event *timer;
 	enum session_state state;
 	bool lmtp, local_client, esmtp, tls, greeted, skip_line, draining, free_after_commit;

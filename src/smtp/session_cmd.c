@@ -13,6 +13,7 @@
 #include "queue/cleanup.h"
 #include "queue/queue_id.h"
 #include "queue/spool.h"
+#include "route/router.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 
@@ -102,7 +103,9 @@ static void session_begin_tx(struct session *s, const struct smtp_mail_args *arg
 	queue_envelope_set(&env->client_addr, s->addr);
 	queue_envelope_set(&env->helo, s->helo);
 	queue_envelope_set(&env->proto, session_proto(s));
-	queue_envelope_set(&env->sender, args->from.mailbox);
+	char sender[REWRITE_ADDRESS_MAX + 1];
+	router_rewrite(s->ctx->router, REWRITE_FROM, args->from.mailbox, sender, sizeof(sender));
+	queue_envelope_set(&env->sender, sender);
 	queue_envelope_set(&env->ret, rets[args->ret]);
 	queue_envelope_set(&env->body, bodies[args->body]);
 	if (args->envid[0] != '\0') {
@@ -159,16 +162,34 @@ static bool session_domain_relayed(const struct session *s, const char *domain)
 	return false;
 }
 
-static void session_add_rcpt(struct session *s, const struct smtp_rcpt_args *args)
+/* A rewritten recipient keeps what the client wrote as its ORCPT when it gave none, so that
+   reports name the address the sender knows. */
+static void session_add_rcpt(struct session *s, const struct smtp_rcpt_args *args, const char *rcpt)
 {
 	char orcpt[sizeof(args->orcpt_type) + PROTO_ORCPT_MAX * 3 + 2];
+	const char *type = args->orcpt_type, *value = args->orcpt;
+	if (type[0] == '\0' && strcmp(rcpt, args->to.mailbox) != 0) {
+		type = "rfc822";
+		value = args->to.mailbox;
+	}
 	orcpt[0] = '\0';
-	if (args->orcpt_type[0] != '\0') {
-		int n = snprintf(orcpt, sizeof(orcpt), "%s;", args->orcpt_type);
-		if (xtext_encode(args->orcpt, orcpt + n, sizeof(orcpt) - (size_t)n) < 0)
+	if (type[0] != '\0') {
+		int n = snprintf(orcpt, sizeof(orcpt), "%s;", type);
+		if (xtext_encode(value, orcpt + n, sizeof(orcpt) - (size_t)n) < 0)
 			orcpt[0] = '\0';
 	}
-	queue_envelope_add_rcpt(&s->env, args->to.mailbox, args->notify, orcpt);
+	queue_envelope_add_rcpt(&s->env, rcpt, args->notify, orcpt);
+}
+
+/* Relay permission: the recipient's domain is relayed, a transport rule names its route, or
+   the client is trusted. */
+static bool session_rcpt_permitted(const struct session *s, const struct smtp_rcpt_args *args,
+				   const char *rcpt)
+{
+	const char *at = strrchr(rcpt, '@');
+	return (args->to.flags & ADDRESS_POSTMASTER) ||
+	       (at != NULL && session_domain_relayed(s, at + 1)) ||
+	       router_covers(s->ctx->router, rcpt) || session_client_trusted(s);
 }
 
 static void session_rcpt(struct session *s, const char *arg)
@@ -188,15 +209,16 @@ static void session_rcpt(struct session *s, const char *arg)
 		session_reply_parse_error(s, &err);
 		return;
 	}
-	if (!(args.to.flags & ADDRESS_POSTMASTER) && !session_domain_relayed(s, args.to.domain) &&
-	    !session_client_trusted(s)) {
+	char rcpt[REWRITE_ADDRESS_MAX + 1];
+	router_rewrite(s->ctx->router, REWRITE_TO, args.to.mailbox, rcpt, sizeof(rcpt));
+	if (!session_rcpt_permitted(s, &args, rcpt)) {
 		s->rcpt_rejected++;
 		log_info("reject: RCPT from [%s]: 554 5.7.1 <%s>: Relay access denied; from=<%s>", s->addr,
 			 args.to.mailbox, s->env.sender);
 		session_reply_error(s, 554, "5.7.1", "<%s>: Relay access denied", args.to.mailbox);
 		return;
 	}
-	session_add_rcpt(s, &args);
+	session_add_rcpt(s, &args, rcpt);
 	session_reply(s, 250, "2.1.5", "Ok");
 }
 

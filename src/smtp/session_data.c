@@ -13,6 +13,7 @@
 
 #include "conf/config.h"
 #include "queue/cleanup.h"
+#include "route/router.h"
 #include "queue/commit.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
@@ -57,6 +58,7 @@ void session_data_start(struct session *s)
 		.for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].address : NULL,
 		.header_size_limit = s->ctx->conf->header_size_limit,
 		.raw = s->ctx->raw,
+		.rewrite = s->ctx->raw ? NULL : router_header_rules(s->ctx->router),
 	};
 	s->cleanup = cleanup_new(&p, s->qf);
 	s->state = SESSION_DATA;
@@ -101,10 +103,11 @@ static void session_committed(void *arg, int result)
 	}
 	if (result == 0) {
 		char text[64];
-		log_info("%s: client=[%s], helo=%s, from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=%s, status=queued",
-			 s->id, s->addr, s->helo, s->env.sender, s->data_size, s->env.nrcpts, s->env.proto);
+		log_info("%s: client=[%s], helo=%s, from=<%s>, size=%" PRIu64 ", nrcpt=%zu, proto=%s, status=%s",
+			 s->id, s->addr, s->helo, s->env.sender, s->data_size, s->env.nrcpts, s->env.proto,
+			 s->held ? "held" : "queued");
 		snprintf(text, sizeof(text), "Ok: queued as %s", s->id);
-		if (s->ctx->qmgr != NULL)
+		if (s->ctx->qmgr != NULL && !s->held)
 			qmgr_enqueue(s->ctx->qmgr, s->id);
 		session_data_reply(s, 250, s->lmtp ? "2.1.5" : "2.0.0", text);
 	} else {
@@ -157,7 +160,13 @@ static void session_data_end(struct session *s)
 	evtimer_del(s->timer);
 	struct qfile *qf = s->qf;
 	s->qf = NULL;
-	committer_submit(s->ctx->committer, qf, s->ctx->queue, session_committed, s);
+	const struct policy_rule *hold = strcmp(s->ctx->queue, SPOOL_INCOMING) == 0
+						 ? router_hold(s->ctx->router, &s->env) : NULL;
+	s->held = hold != NULL;
+	if (hold != NULL)
+		log_info("%s: hold by %s:%u%s%s", s->id, hold->file, hold->line,
+			 hold->nexthop.text ? ": " : "", hold->nexthop.text ? hold->nexthop.text : "");
+	committer_submit(s->ctx->committer, qf, hold != NULL ? "hold" : s->ctx->queue, session_committed, s);
 }
 
 /* A line longer than the limit is swallowed up to its CRLF and the message refused at the end,

@@ -29,7 +29,7 @@ enum store_status {
 
 struct store;
 
-/* One alias: an address ("local@domain", domain lower-cased) or a catch-all ("@domain"). */
+/* One alias: an address ("local@domain", lower-cased) or a catch-all ("@domain"). */
 struct store_alias {
 	char *key;
 	char **targets; /* ntargets strings in the order given to store_alias_put */
@@ -73,7 +73,8 @@ int store_schema_latest(void);
    (SQLite busy timeout, PostgreSQL lock_timeout). Returns 0 or a negative store_status. */
 int store_set_lock_timeout(struct store *s, unsigned ms, const char **error_r);
 
-/* Writes the normalised form of key (domain lower-cased) into key_r. Returns 0, or -1 with
+/* Writes the normalised form of key (canonical, ASCII lower-cased: aliases match addresses
+   whatever their case, as mail systems' tables do) into key_r. Returns 0, or -1 with
    the reason in err. */
 int store_alias_key_normalise(const char *key, char key_r[STORE_ALIAS_KEY_MAX], char *err,
 			      size_t errlen);

