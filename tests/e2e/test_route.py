@@ -1,0 +1,197 @@
+"""Routing (docs/routing.md): rewrite rules on the envelope and the address headers, the
+transport policy sending recipients to an SMTP peer, an LMTP peer, discard, error and hold,
+RCPT-time coverage by rules, reloads that keep the old rules when a file is bad, and the
+postern route / alias commands against the same configuration."""
+import email
+import os
+import signal
+import smtplib
+import subprocess
+import time
+
+import harness
+from harness import Daemon, Raw
+from sink import Sink
+
+MSG = (b"From: Alice <alice@old.test>\r\n"
+       b"To: \"Team (old.test)\" <x@old.test>, other@elsewhere.test (keep@old.test)\r\n"
+       b"Cc: group: g1@OLD.test, g2@sub.old.test;\r\n"
+       b"Subject: routed\r\nMessage-ID: <r1@old.test>\r\n\r\nbody mentions x@old.test\r\n")
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def routed_daemon(sink, lmtp):
+    d = Daemon()
+    rules = os.path.join(d.dir, "transport.rules")
+    write(os.path.join(d.dir, "variables"), "sink [127.0.0.1]:%d\n" % sink.port)
+    write(rules,
+          "# the robots\n"
+          "/^reject.*@robots\\.test$/   error:550 5.7.1 refused by policy\n"
+          "robots.test        smtp:$sink\n"
+          "lmtp.test          lmtp:inet:127.0.0.1:%d\n"
+          "*.void.test        discard: not wanted\n"
+          "held.test          hold: needs review\n" % lmtp.port)
+    write(os.path.join(d.dir, "rewrite.rules"), "both  old.test  robots.test\nto  *.old.test  robots.test\n")
+    d.settings.update({
+        "delivery_paused": "no", "relay_domains": "", "rewrite_headers": "yes",
+        "transport_rules": rules, "transport_variables": os.path.join(d.dir, "variables"),
+        "rewrite_rules": os.path.join(d.dir, "rewrite.rules"),
+        "minimal_backoff_time": "1s", "maximal_backoff_time": "2s", "queue_run_delay": "1s",
+    })
+    d.write_config()
+    return d, rules
+
+
+def send(d, sender, rcpts, msg=MSG):
+    c = smtplib.SMTP("127.0.0.1", d.smtp_port, timeout=20)
+    try:
+        return c.sendmail(sender, rcpts, msg)
+    finally:
+        c.quit()
+
+
+def test_rules_route_each_recipient():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            d.start()
+            refused = send(d, "alice@old.test", ["x@old.test", "y@lmtp.test", "z@a.void.test",
+                                                  "reject-me@robots.test"])
+            assert refused == {}, refused
+            # x and the report about reject-me go to the SMTP peer, y over LMTP
+            got = sink.wait(2)
+            lm = lmtp.wait(1)
+            assert lm[0]["accepted"] == ["y@lmtp.test"]
+            normal = [m for m in got if "FROM:<>" not in m["mail"]]
+            report = [m for m in got if "FROM:<>" in m["mail"]]
+            assert len(normal) == 1 and len(report) == 1, got
+            assert normal[0]["accepted"] == ["x@robots.test"]
+            assert "FROM:<alice@robots.test>" in normal[0]["mail"]
+            assert report[0]["accepted"] == ["alice@robots.test"]
+            ndr = email.message_from_bytes(report[0]["data"])
+            assert ndr.get_content_type() == "multipart/report"
+            status = ndr.get_payload(1).get_payload()
+            texts = "\n".join(str(p) for p in status)
+            assert "reject-me@robots.test" in texts and "5.7.1" in texts, texts
+            assert "refused by policy" in texts
+            log = d.logtext()
+            assert "to=<z@a.void.test>" in log and "discarded" in log
+            d.check_log_clean()
+
+
+def test_headers_rewritten_byte_for_byte_outside_domains():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            d.start()
+            send(d, "alice@old.test", ["x@old.test"])
+            (m,) = sink.wait(1)
+            head = m["data"].split(b"\r\n\r\n", 1)[0].decode()
+            assert "From: Alice <alice@robots.test>\r\n" in head, head
+            # display names and comments are kept, even where they mention the old domain
+            assert "To: \"Team (old.test)\" <x@robots.test>, other@elsewhere.test (keep@old.test)" in head, head
+            assert "Cc: group: g1@robots.test, g2@robots.test;" in head, head
+            assert b"body mentions x@old.test" in m["data"]  # bodies are not rewritten
+            # the original recipient survives as the ORCPT the next hop is given
+            assert any("ORCPT=rfc822;x@old.test" in r for r in m["rcpts"]), m["rcpts"]
+
+
+def test_rcpt_coverage_and_hold():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            d.start()
+            r = Raw(d.smtp_port)
+            assert r.reply()[0] == 220
+            assert r.cmd("EHLO client.test")[0] == 250
+            assert r.cmd("MAIL FROM:<s@client.test>")[0] == 250
+            # no rule names elsewhere.test and loopback is not trusted here: relay denied
+            code, lines = r.cmd("RCPT TO:<u@elsewhere.test>")
+            assert code == 554 and "5.7.1" in lines[0], lines
+            assert r.cmd("RCPT TO:<h@held.test>")[0] == 250
+            assert r.cmd("DATA")[0] == 354
+            r.send(b"Subject: hold me\r\n\r\nx\r\n.\r\n")
+            assert r.reply()[0] == 250
+            r.cmd("QUIT")
+            (held,) = d.wait_messages(1, queue="hold")
+            assert held.recipients == ["h@held.test"]
+            assert "hold by" in d.logtext() and "needs review" in d.logtext()
+            assert d.queue_files("incoming") == [] and d.queue_files("active") == []
+
+
+def test_reload_keeps_old_rules_when_a_file_is_bad():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, rules = routed_daemon(sink, lmtp)
+        with d:
+            d.start()
+            with open(rules) as f:
+                good = f.read()
+            write(rules, good + "broken.test   nosuchkind:x\n")
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while "rule files rejected" not in d.logtext() and time.time() < deadline:
+                time.sleep(0.05)
+            assert "rule files rejected" in d.logtext()
+            assert "transport.rules:7: unknown next hop kind" in d.logtext(), d.logtext()
+            send(d, "alice@old.test", ["x1@robots.test"])
+            assert sink.wait(1)[0]["accepted"] == ["x1@robots.test"]
+            # a good file replaces the rules: robots.test now goes to discard
+            write(rules, "robots.test   discard:\n")
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while d.logtext().count("configuration reloaded") < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            send(d, "alice@old.test", ["x2@robots.test"])
+            deadline = time.time() + 10
+            while "to=<x2@robots.test>" not in d.logtext() and time.time() < deadline:
+                time.sleep(0.05)
+            assert "discarded" in d.logtext().split("to=<x2@robots.test>", 1)[1]
+            assert len(sink.messages) == 1
+
+
+def cli(d, *args):
+    return subprocess.run([harness.BIN, *args, "-c", d.conf_path], capture_output=True, text=True,
+                          timeout=30, env=d.env())
+
+
+def test_route_and_alias_commands():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, rules = routed_daemon(sink, lmtp)
+        with d:
+            r = cli(d, "config", "check")
+            assert r.returncode == 0, r.stderr
+            r = cli(d, "alias", "add", "Info@Robots.test", "team@lmtp.test", "pipe:/usr/bin/robot --in")
+            assert r.returncode == 0, r.stderr
+            # rewriting comes first, then the alias (via the extension-less key), then the rules
+            r = cli(d, "route", "info+tag@old.test")
+            assert r.returncode == 0, r.stderr
+            out = r.stdout
+            assert "rewritten: info+tag@robots.test" in out, out
+            assert "team+tag@lmtp.test" in out, out
+            assert "lmtp:inet:127.0.0.1:%d" % lmtp.port in out and "transport.rules:4" in out, out
+            assert "pipe:/usr/bin/robot --in" in out
+            r = cli(d, "route", "--json", "nobody@robots.test")
+            assert '"rule_line":3' in r.stdout, r.stdout
+            aliases = os.path.join(d.dir, "aliases")
+            write(aliases, "postmaster: root\nroot: admin@robots.test\nbad: /var/mail/bad\n")
+            r = cli(d, "alias", "import", "--domain", "old.test", aliases)
+            assert r.returncode == 1 and "aliases:3:" in r.stderr, (r.stdout, r.stderr)
+            r = cli(d, "alias", "list", "--domain", "old.test")
+            assert r.stdout.splitlines() == [
+                "postmaster@old.test: root@old.test",
+                "root@old.test: admin@robots.test"], r.stdout
+            assert cli(d, "alias", "rm", "root@old.test").returncode == 0
+            assert cli(d, "alias", "rm", "root@old.test").returncode == 1
+            r = cli(d, "store", "version")
+            assert r.returncode == 0 and "schema version 1" in r.stdout, r.stdout
+            write(rules, "x   webhook:https://hook.test/\n")
+            r = cli(d, "config", "check")
+            assert r.returncode == 78 and "transport.rules:1: agent 'webhook' is not available yet" in r.stderr, r.stderr
+
+
+if __name__ == "__main__":
+    harness.run_tests(globals())
