@@ -25,6 +25,7 @@
 #include "queue/spool.h"
 #include "route/router.h"
 #include "smtp/server.h"
+#include "store/store_async.h"
 #include "util/log.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
@@ -51,9 +52,33 @@ struct daemon {
 	struct daemon_listen smtp_arg, lmtp_arg;
 	struct event *signals[3];
 	struct event *drain_timer;
+	struct event *store_timer; /* retries opening the store */
 	int64_t drain_deadline_us;
 	bool stopping;
 };
+
+#define DAEMON_STORE_WORKERS 2
+#define DAEMON_STORE_RETRY_S 5
+
+/* The store's connections are opened by its workers; when the database cannot be reached at
+   start, mail that needs it gets 451 4.3.0 and the daemon tries again every few seconds. A
+   new store setting takes a restart. */
+static void daemon_store_open(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	const char *error;
+	if (d->ctx.store != NULL || d->stopping)
+		return;
+	if (store_async_new(d->ctx.base, d->conf->store, d->conf->state_dir, DAEMON_STORE_WORKERS, 0,
+			    &d->ctx.store, &error) == 0) {
+		log_info("store %s open", d->conf->store);
+		return;
+	}
+	log_error("store %s: %s; recipients that need it get 451 4.3.0, retrying in %ds", d->conf->store,
+		  error, DAEMON_STORE_RETRY_S);
+	struct timeval tv = { DAEMON_STORE_RETRY_S, 0 };
+	event_add(d->store_timer, &tv);
+}
 
 static void daemon_apply_log_level(const struct config *conf)
 {
@@ -340,6 +365,8 @@ static void daemon_setup(struct daemon *d)
 		log_fatal("the rule files have errors; see above");
 	}
 	d->ctx.committer = committer_new(d->ctx.base, d->ctx.spool);
+	d->store_timer = evtimer_new(d->ctx.base, daemon_store_open, d);
+	daemon_store_open(-1, 0, d);
 	d->server = smtp_server_new(&d->ctx);
 	daemon_start_delivery(d);
 	d->pickup = pickup_new(&d->ctx);
@@ -359,6 +386,9 @@ static void daemon_teardown(struct daemon *d)
 	daemon_stop_delivery(d);
 	committer_free(&d->ctx.committer);
 	qmgr_free(&d->ctx.qmgr);
+	/* before the sessions: lookups still queued are answered (cancelled) to live sessions */
+	store_async_free(&d->ctx.store);
+	event_free(d->store_timer);
 	router_free(&d->ctx.router);
 	smtp_server_free(&d->server);
 	dns_free(&d->dns);

@@ -16,6 +16,7 @@ struct qmgr;
 /* What the SMTP/LMTP server needs from the daemon. The daemon owns it and may swap conf, tls
    and mynetworks on reload; sessions read them at the moment of use. */
 struct router;
+struct store_async;
 
 struct smtp_context {
 	struct event_base *base;
@@ -32,6 +33,7 @@ struct smtp_context {
 	bool raw;
 	struct qmgr *qmgr; /* told about each message queued; NULL in sendmail -bs */
 	struct router *router; /* rewrite rules and transport policy; NULL for none */
+	struct store_async *store; /* aliases; NULL while the store cannot be opened */
 };
 
 struct smtp_server;

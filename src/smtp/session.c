@@ -64,6 +64,12 @@ bool session_client_trusted(const struct session *s)
 	       cidr_match_any(s->ctx->mynetworks, s->ctx->nmynetworks, (const struct sockaddr *)&s->sa);
 }
 
+/* Waiting for another thread (the committer, a store worker), whose callback finishes. */
+static bool session_waiting(const struct session *s)
+{
+	return s->state == SESSION_COMMIT || s->state == SESSION_LOOKUP;
+}
+
 void session_touch(struct session *s)
 {
 	struct timeval tv = { .tv_sec = s->ctx->conf->smtp_timeout };
@@ -74,7 +80,7 @@ void session_close(struct session *s)
 {
 	if (s->state == SESSION_CLOSING)
 		return;
-	if (s->state == SESSION_COMMIT)
+	if (session_waiting(s))
 		s->free_after_commit = true;
 	s->state = SESSION_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
@@ -191,7 +197,7 @@ static void session_write_cb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	/* Reading was paused by session_output_full: the client has caught up. */
-	if (pending == 0 && s->state != SESSION_COMMIT && !(bufferevent_get_enabled(bev) & EV_READ)) {
+	if (pending == 0 && !session_waiting(s) && !(bufferevent_get_enabled(bev) & EV_READ)) {
 		bufferevent_enable(bev, EV_READ);
 		session_process(s);
 	}
@@ -210,7 +216,7 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("TLS handshake failed from [%s]", s->addr);
 	else if (what & BEV_EVENT_ERROR)
 		log_info("lost connection from [%s]", s->addr);
-	if (s->state == SESSION_COMMIT) {
+	if (session_waiting(s)) {
 		s->free_after_commit = true;
 		s->state = SESSION_CLOSING;
 		return;
@@ -221,7 +227,7 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 static void session_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	if (s->state == SESSION_COMMIT || s->state == SESSION_CLOSING)
+	if (session_waiting(s) || s->state == SESSION_CLOSING)
 		return;
 	log_info("timeout after %s from [%s]", s->state == SESSION_DATA ? "DATA" : "command",
 		 s->addr);

@@ -18,6 +18,7 @@ enum session_state {
 	SESSION_COMMAND, /* reading command lines */
 	SESSION_DATA,    /* reading message content after 354 */
 	SESSION_COMMIT,  /* content complete, waiting for the queue file to be durable */
+	SESSION_LOOKUP,  /* RCPT waiting for the store's answer (aliases) */
 	SESSION_CLOSING, /* flushing the last replies, then freed */
 };
 
@@ -85,6 +86,9 @@ bool session_client_trusted(const struct session *s);
 void session_greet(struct session *s);
 void session_command(struct session *s, const char *line, size_t len);
 void session_reset_tx(struct session *s);
+
+/* session_rcpt.c */
+void session_rcpt(struct session *s, const char *arg);
 
 /* session_data.c */
 void session_data_start(struct session *s);

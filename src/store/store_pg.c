@@ -149,7 +149,11 @@ static PGresult *pg_exec(struct store_pg *p, const char *sql, int n, const char 
 			return res;
 		*status_r = pg_fail_result(p, res, what);
 		PQclear(res);
-		if (attempt > 0 || !resend || PQstatus(p->conn) != CONNECTION_BAD)
+		/* A connection the server dropped may still read as OK until libpq notices (the
+		   first statement after a server restart fails with "server closed the connection"):
+		   any failure of the unavailable kind gets one reconnect. */
+		if (attempt > 0 || !resend ||
+		    (PQstatus(p->conn) != CONNECTION_BAD && *status_r != STORE_UNAVAILABLE))
 			return NULL;
 		if ((*status_r = pg_reconnect(p)) < 0)
 			return NULL;

@@ -11,6 +11,7 @@ import time
 
 import harness
 from harness import Daemon, Raw
+from pg import Postgres
 from sink import Sink
 
 MSG = (b"From: Alice <alice@old.test>\r\n"
@@ -191,6 +192,95 @@ def test_route_and_alias_commands():
             write(rules, "x   webhook:https://hook.test/\n")
             r = cli(d, "config", "check")
             assert r.returncode == 78 and "transport.rules:1: agent 'webhook' is not available yet" in r.stderr, r.stderr
+
+
+def alias(d, *args):
+    r = cli(d, "alias", "add", *args)
+    assert r.returncode == 0, r.stderr
+
+
+def test_aliases_expand_at_rcpt():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            alias(d, "info@robots.test", "a@lmtp.test", "b@robots.test")
+            alias(d, "@alias.test", "team@robots.test")
+            alias(d, "known@only.test", "k@robots.test")
+            alias(d, "gone@robots.test", "error:550 5.1.6 moved away, write to new@example.org")
+            alias(d, "loop1@robots.test", "loop2@robots.test")
+            alias(d, "loop2@robots.test", "loop1@robots.test")
+            alias(d, "robot@robots.test", "pipe:/usr/bin/robot")
+            d.start()
+            r = Raw(d.smtp_port)
+            assert r.reply()[0] == 220 and r.cmd("EHLO client.test")[0] == 250
+            assert r.cmd("MAIL FROM:<s@client.test>")[0] == 250
+            assert r.cmd("RCPT TO:<Info@Robots.test>")[0] == 250
+            # a domain with aliases: the catch-all covers it, and the extension carries over
+            assert r.cmd("RCPT TO:<x+tag@alias.test>")[0] == 250
+            code, lines = r.cmd("RCPT TO:<unknown@only.test>")
+            assert code == 550 and lines[0].startswith("550 5.1.1"), lines
+            code, lines = r.cmd("RCPT TO:<gone@robots.test>")
+            assert code == 550 and "5.1.6 <gone@robots.test>: moved away" in lines[0], lines
+            code, lines = r.cmd("RCPT TO:<loop1@robots.test>")
+            assert code == 550 and "5.4.6" in lines[0], lines
+            code, lines = r.cmd("RCPT TO:<robot@robots.test>")
+            assert code == 451 and "4.3.5" in lines[0], lines
+            assert r.cmd("DATA")[0] == 354
+            r.send(b"Subject: aliases\r\n\r\nhello\r\n.\r\n")
+            assert r.reply()[0] == 250
+            r.cmd("QUIT")
+            got = sink.wait(1)
+            lm = lmtp.wait(1)
+            assert lm[0]["accepted"] == ["a@lmtp.test"]
+            assert sorted(got[0]["accepted"]) == ["b@robots.test", "team+tag@robots.test"], got
+            assert any("ORCPT=rfc822;x+2Btag@alias.test" in c or "ORCPT=rfc822;x+tag@alias.test" in c
+                       for c in got[0]["rcpts"]), got[0]["rcpts"]
+
+
+def rcpt_code(d, rcpt):
+    r = Raw(d.smtp_port)
+    try:
+        assert r.reply()[0] == 220 and r.cmd("EHLO client.test")[0] == 250
+        assert r.cmd("MAIL FROM:<s@client.test>")[0] == 250
+        code, lines = r.cmd("RCPT TO:<%s>" % rcpt)
+        r.cmd("QUIT")
+        return code, lines
+    finally:
+        r.close()
+
+
+def test_postgresql_store_outage_and_two_nodes():
+    with Postgres() as pg, Sink() as sink, Sink(lmtp=True) as lmtp:
+        a, _ = routed_daemon(sink, lmtp)
+        b, _ = routed_daemon(sink, lmtp)
+        for d in (a, b):
+            d.settings["store"] = pg.spec()
+            d.write_config()
+        with a, b:
+            a.start()
+            b.start()
+            # an alias added through one node routes mail on the other at once
+            assert rcpt_code(b, "team@shared.test")[0] == 554
+            alias(a, "team@shared.test", "t@robots.test")
+            assert rcpt_code(b, "team@shared.test")[0] == 250
+            assert rcpt_code(b, "other@shared.test")[0] == 550  # shared.test has aliases now
+            # the database dies: 451 4.3.0, and the daemon keeps serving what needs no store
+            pg.stop()
+            code, lines = rcpt_code(a, "team@shared.test")
+            assert code == 451 and lines[0].startswith("451 4.3.0"), lines
+            r = Raw(a.smtp_port)
+            assert r.reply()[0] == 220 and r.cmd("EHLO client.test")[0] == 250
+            r.cmd("QUIT")
+            # it comes back: the same daemons answer again without a restart (each store worker
+            # reconnects on its next call, at most once a second, so a few 451s may come first)
+            pg.start()
+            for d in (a, b):
+                deadline, ok = time.time() + 15, 0
+                while time.time() < deadline and ok < 4:
+                    ok = ok + 1 if rcpt_code(d, "team@shared.test")[0] == 250 else 0
+                    time.sleep(0.2)
+                assert ok == 4, d.logtext()[-2000:]
+            assert "the store cannot answer" in a.logtext()
 
 
 if __name__ == "__main__":
