@@ -1,7 +1,8 @@
 #ifndef POSTERN_ADMIN_INT_H
 #define POSTERN_ADMIN_INT_H
 /* Private to the admin API: server.c (socket, routing, replies), queue_api.c (the /v1/queue
-   handlers), queue_view.c (reading messages from the spool into JSON). */
+   handlers), queue_view.c (reading messages from the spool into JSON), alias_api.c (the
+   /v1/aliases handlers). */
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -37,6 +38,9 @@ void admin_error(struct admin_req *req, int status, const char *code, const char
 /* Returns 0 when every query parameter is in allowed (NULL-terminated) and none is repeated;
    otherwise answers 400 and returns -1. */
 int admin_params_check(struct admin_req *req, const char *const *allowed);
+/* Returns the request's body, a JSON object (application/json), or NULL after answering 4xx
+   (415 for another type, 400 for bad JSON or not an object). */
+json_t *admin_json_body(struct admin_req *req);
 /* Returns the value of query parameter name, or NULL. */
 const char *admin_param(struct admin_req *req, const char *name);
 
@@ -88,5 +92,11 @@ void admin_queue_hold(struct admin_req *req);
 void admin_queue_release(struct admin_req *req);
 void admin_queue_requeue(struct admin_req *req);
 void admin_health(struct admin_req *req);
+
+/* alias_api.c: /v1/aliases, answered once the store has (asynchronously) */
+void admin_alias_list(struct admin_req *req);
+void admin_alias_show(struct admin_req *req);
+void admin_alias_put(struct admin_req *req);
+void admin_alias_delete(struct admin_req *req);
 
 #endif

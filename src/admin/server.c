@@ -39,20 +39,22 @@ typedef void admin_handler(struct admin_req *req);
 /* A path pattern ("*" matches one segment) and its handler per method. */
 struct admin_route {
 	const char *pattern[ADMIN_MAX_SEGMENTS + 1];
-	admin_handler *get, *post, *del;
+	admin_handler *get, *post, *del, *put;
 };
 
 /* Literal segments come before "*", so that /v1/queue/shape is never taken for an ID. */
 static const struct admin_route admin_routes[] = {
-	{ { "v1", "health", NULL }, admin_health, NULL, NULL },
-	{ { "v1", "queue", NULL }, admin_queue_list, NULL, NULL },
-	{ { "v1", "queue", "shape", NULL }, admin_queue_shape, NULL, NULL },
-	{ { "v1", "queue", "flush", NULL }, NULL, admin_queue_flush_all, NULL },
-	{ { "v1", "queue", "*", NULL }, admin_queue_show, NULL, admin_queue_delete },
-	{ { "v1", "queue", "*", "flush", NULL }, NULL, admin_queue_flush, NULL },
-	{ { "v1", "queue", "*", "hold", NULL }, NULL, admin_queue_hold, NULL },
-	{ { "v1", "queue", "*", "release", NULL }, NULL, admin_queue_release, NULL },
-	{ { "v1", "queue", "*", "requeue", NULL }, NULL, admin_queue_requeue, NULL },
+	{ { "v1", "health", NULL }, admin_health, NULL, NULL, NULL },
+	{ { "v1", "queue", NULL }, admin_queue_list, NULL, NULL, NULL },
+	{ { "v1", "queue", "shape", NULL }, admin_queue_shape, NULL, NULL, NULL },
+	{ { "v1", "queue", "flush", NULL }, NULL, admin_queue_flush_all, NULL, NULL },
+	{ { "v1", "queue", "*", NULL }, admin_queue_show, NULL, admin_queue_delete, NULL },
+	{ { "v1", "queue", "*", "flush", NULL }, NULL, admin_queue_flush, NULL, NULL },
+	{ { "v1", "queue", "*", "hold", NULL }, NULL, admin_queue_hold, NULL, NULL },
+	{ { "v1", "queue", "*", "release", NULL }, NULL, admin_queue_release, NULL, NULL },
+	{ { "v1", "queue", "*", "requeue", NULL }, NULL, admin_queue_requeue, NULL, NULL },
+	{ { "v1", "aliases", NULL }, admin_alias_list, NULL, NULL, NULL },
+	{ { "v1", "aliases", "*", NULL }, admin_alias_show, NULL, admin_alias_delete, admin_alias_put },
 };
 
 int admin_socket_path(const struct config *conf, char *out, size_t len)
@@ -170,6 +172,7 @@ static admin_handler *admin_route_method(struct admin_req *req, const struct adm
 	admin_handler *h = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ? route->get
 			   : cmd == EVHTTP_REQ_POST			      ? route->post
 			   : cmd == EVHTTP_REQ_DELETE			      ? route->del
+			   : cmd == EVHTTP_REQ_PUT				      ? route->put
 									      : NULL;
 	if (h != NULL)
 		return h;
@@ -180,37 +183,50 @@ static admin_handler *admin_route_method(struct admin_req *req, const struct adm
 		strcat(strcat(allow, allow[0] ? ", " : ""), "POST");
 	if (route->del != NULL)
 		strcat(strcat(allow, allow[0] ? ", " : ""), "DELETE");
+	if (route->put != NULL)
+		strcat(strcat(allow, allow[0] ? ", " : ""), "PUT");
 	evhttp_add_header(evhttp_request_get_output_headers(req->r), "Allow", allow);
 	admin_error(req, 405, "method_not_allowed", "%s is not allowed here; use %s", req->method, allow);
 	return NULL;
 }
 
-/* No endpoint takes options in its body yet; a body, when sent, must be an empty JSON
-   object, so that a client relying on a future option fails loudly instead of silently. */
-static int admin_body_check(struct admin_req *req)
+json_t *admin_json_body(struct admin_req *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req->r);
 	size_t len = evbuffer_get_length(in);
-	if (len == 0)
-		return 0;
 	const char *type = evhttp_find_header(evhttp_request_get_input_headers(req->r), "Content-Type");
 	if (type == NULL || strncasecmp(type, "application/json", 16) != 0 ||
 	    (type[16] != '\0' && type[16] != ';')) {
 		admin_error(req, 415, "unsupported_media_type", "the body must be application/json");
-		return -1;
+		return NULL;
 	}
 	json_error_t err;
 	json_t *body = json_loadb((const char *)evbuffer_pullup(in, -1), len, 0, &err);
-	int rc = -1;
-	if (body == NULL)
+	if (body == NULL) {
 		admin_error(req, 400, "bad_request", "invalid JSON body: %s", err.text);
-	else if (!json_is_object(body))
+	} else if (!json_is_object(body)) {
 		admin_error(req, 400, "bad_request", "the body must be a JSON object");
-	else if (json_object_size(body) > 0)
+		json_decref(body);
+		body = NULL;
+	}
+	return body;
+}
+
+/* Endpoints other than PUT take no options in their body; a body, when sent, must be an empty
+   JSON object, so that a client relying on a future option fails loudly instead of silently. */
+static int admin_body_check(struct admin_req *req)
+{
+	if (evbuffer_get_length(evhttp_request_get_input_buffer(req->r)) == 0)
+		return 0;
+	json_t *body = admin_json_body(req);
+	if (body == NULL)
+		return -1;
+	int rc = 0;
+	if (json_object_size(body) > 0) {
 		admin_error(req, 400, "bad_request", "unknown member '%.100s' in the body",
 			    json_object_iter_key(json_object_iter(body)));
-	else
-		rc = 0;
+		rc = -1;
+	}
 	json_decref(body);
 	return rc;
 }
@@ -243,7 +259,7 @@ static void admin_dispatch(struct admin_req *req, char *path, const char *query)
 		return;
 	}
 	admin_handler *h = admin_route_method(req, route);
-	if (h != NULL && admin_body_check(req) == 0)
+	if (h != NULL && (evhttp_request_get_command(req->r) == EVHTTP_REQ_PUT || admin_body_check(req) == 0))
 		h(req);
 }
 

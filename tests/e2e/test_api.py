@@ -407,5 +407,59 @@ def test_cli_daemon_never_started():
         d.cleanup()
 
 
+def test_aliases_api():
+    with Daemon() as d:
+        d.start()
+        j = {"Content-Type": "application/json"}
+        st, body, _ = api(d, "PUT", "/v1/aliases/Info@Robots.test",
+                          json.dumps({"targets": ["a@example.org", "pipe:/usr/bin/robot --in"]}), j)
+        assert st == 200 and body["address"] == "info@robots.test", body
+        assert body["targets"] == ["a@example.org", "pipe:/usr/bin/robot --in"]
+        for i in range(5):
+            st, _, _ = api(d, "PUT", "/v1/aliases/u%d@robots.test" % i, json.dumps({"targets": ["x@y.test"]}), j)
+            assert st == 200
+        st, body, _ = api(d, "GET", "/v1/aliases/info@robots.test")
+        assert st == 200 and body["targets"][1] == "pipe:/usr/bin/robot --in"
+        # paging: 6 aliases, pages of 4
+        st, body, _ = api(d, "GET", "/v1/aliases?domain=robots.test&limit=4")
+        assert st == 200 and body["total"] == 6 and body["more"] and len(body["aliases"]) == 4, body
+        st, body2, _ = api(d, "GET", "/v1/aliases?domain=robots.test&limit=4&after=" + body["next"])
+        assert not body2["more"] and len(body2["aliases"]) == 2
+        keys = [a["address"] for a in body["aliases"] + body2["aliases"]]
+        assert keys == sorted(keys) and len(set(keys)) == 6
+        # the daemon routes by them at once (a pipe: target has no agent yet: 451, not a bounce)
+        c = smtplib.SMTP("127.0.0.1", d.smtp_port)
+        try:
+            refused = c.sendmail("s@client.test", ["u0@robots.test", "info@robots.test"],
+                                 b"Subject: a\r\n\r\nx\r\n")
+            assert list(refused) == ["info@robots.test"] and refused["info@robots.test"][0] == 451
+        finally:
+            c.quit()
+        (m,) = d.wait_messages(1)
+        assert m.recipients == ["x@y.test"]
+        st, body, _ = api(d, "DELETE", "/v1/aliases/info@robots.test")
+        assert st == 200 and body["deleted"] is True
+        # bad input: 4xx with a JSON error each
+        bad = [
+            ("GET", "/v1/aliases/info@robots.test", None, None, 404, "not_found"),
+            ("DELETE", "/v1/aliases/info@robots.test", None, None, 404, "not_found"),
+            ("GET", "/v1/aliases/not-an-address", None, None, 400, "bad_address"),
+            ("PUT", "/v1/aliases/a@robots.test", "{", j, 400, "bad_request"),
+            ("PUT", "/v1/aliases/a@robots.test", json.dumps({"targets": []}), j, 400, "bad_request"),
+            ("PUT", "/v1/aliases/a@robots.test", json.dumps({"targets": [1]}), j, 400, "bad_request"),
+            ("PUT", "/v1/aliases/a@robots.test", json.dumps({"targets": ["x"], "more": 1}), j, 400, "bad_request"),
+            ("PUT", "/v1/aliases/a@robots.test", json.dumps({"targets": ["no at sign"]}), j, 400, "bad_target"),
+            ("PUT", "/v1/aliases/a@robots.test", json.dumps({"targets": ["x@y.test"]}), {"Content-Type": "text/plain"}, 415, "unsupported_media_type"),
+            ("GET", "/v1/aliases?limit=0", None, None, 400, "bad_request"),
+            ("GET", "/v1/aliases?limit=x", None, None, 400, "bad_request"),
+            ("GET", "/v1/aliases?colour=red", None, None, 400, "bad_request"),
+            ("POST", "/v1/aliases/a@robots.test", None, None, 405, "method_not_allowed"),
+        ]
+        for method, path, body, headers, want, code in bad:
+            st, out, _ = api(d, method, path, body, headers)
+            assert st == want and out["error"]["code"] == code, (method, path, st, out)
+        d.check_log_clean()
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())
