@@ -35,7 +35,7 @@ fuzz: build-test
 	@cd $(TESTBUILD) && ctest -L fuzz --output-on-failure
 
 bench: build
-	@bench/intake && bench/relay
+	@bench/intake && bench/relay && bench/route
 
 clean:
 	rm -rf build var
