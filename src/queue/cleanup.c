@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "queue/qfile.h"
-#include "route/rewrite.h"
+#include "route/router.h"
 #include "util/buf.h"
 #include "util/timeutil.h"
 #include "util/xalloc.h"
@@ -21,7 +21,8 @@ struct cleanup {
 	bool local, raw, dropping, seen_message_id, seen_date, seen_from;
 	int64_t header_size, header_size_limit;
 	char *id, *hostname, *sender, *full_name;
-	const struct rewrite *rewrite;
+	struct router *router; /* a reference: a reload while the message is written is no matter */
+	const struct rewrite *rewrite; /* router's header rules, or NULL */
 	struct buf field; /* an address field being collected for rewriting, folded lines and all */
 };
 
@@ -72,7 +73,8 @@ struct cleanup *cleanup_new(const struct cleanup_params *p, struct qfile *qf)
 	c->hostname = xstrdup(p->hostname);
 	c->sender = xstrdup(p->sender);
 	c->full_name = p->full_name ? xstrdup(p->full_name) : NULL;
-	c->rewrite = p->rewrite;
+	c->router = router_ref(p->router);
+	c->rewrite = router_header_rules(c->router);
 	if (c->raw)
 		c->phase = CLEANUP_BODY;
 	else
@@ -247,5 +249,6 @@ void cleanup_free(struct cleanup **c)
 	free((*c)->sender);
 	free((*c)->full_name);
 	buf_free(&(*c)->field);
+	router_free(&(*c)->router);
 	xfree(c);
 }

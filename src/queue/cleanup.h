@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 struct qfile;
-struct rewrite;
+struct router;
 
 /* cleanup (DESIGN.md 1): the one place a message is normalised on its way into the queue.
    It streams content lines into a queue file, prepends the Received trace header, drops any
@@ -27,7 +27,7 @@ struct cleanup_params {
 	const char *full_name;   /* local submissions: display name for an added From, or NULL */
 	bool local;              /* a local submission (postern sendmail) */
 	bool raw;                /* write the content unaltered (maildrop: cleanup runs at pickup) */
-	const struct rewrite *rewrite; /* rewrite the address headers by these rules; NULL: no */
+	struct router *router;   /* its header rules, when set (router_header_rules); NULL: none */
 	int64_t header_size_limit;
 };
 

@@ -132,7 +132,7 @@ static int pickup_convert(struct pickup *p, struct pickup_job *job, const struct
 		.for_rcpt = env->nrcpts == 1 ? env->rcpts[0].address : NULL,
 		.full_name = env->full_name,
 		.local = true,
-		.rewrite = router_header_rules(p->ctx->router),
+		.router = p->ctx->router,
 		.header_size_limit = INT64_MAX, /* sendmail enforced it before saying yes */
 	};
 	struct cleanup *c = cleanup_new(&cp, qf);

@@ -16,6 +16,7 @@ struct router {
 	struct policy *policy;
 	bool rewrite_headers;
 	char *delimiters;
+	unsigned refs; /* the loader's, and one per message in cleanup (router_ref) */
 };
 
 static void router_add_errors(struct buf *all, char *errors)
@@ -31,6 +32,7 @@ static void router_add_errors(struct buf *all, char *errors)
 int router_load(const struct config *conf, struct router **router_r, char **errors_r)
 {
 	struct router *r = xcalloc(1, sizeof(*r));
+	r->refs = 1;
 	struct buf errors = { 0 };
 	char *e = NULL;
 	r->rewrite_headers = conf->rewrite_headers;
@@ -58,16 +60,24 @@ int router_load(const struct config *conf, struct router **router_r, char **erro
 	return 0;
 }
 
+struct router *router_ref(struct router *r)
+{
+	if (r != NULL)
+		r->refs++;
+	return r;
+}
+
 void router_free(struct router **rp)
 {
 	struct router *r = *rp;
-	if (r == NULL)
+	*rp = NULL;
+	if (r == NULL || --r->refs > 0)
 		return;
 	vars_free(&r->vars);
 	rewrite_free(&r->rewrite);
 	policy_free(&r->policy);
 	free(r->delimiters);
-	xfree(rp);
+	free(r);
 }
 
 int router_rewrite(const struct router *r, enum rewrite_dir dir, const char *in, char *out,

@@ -23,7 +23,10 @@ struct router;
    empty setting means none). Returns 0 with *router_r, or -1 with *errors_r set to newly
    allocated "file:line: message" lines (caller frees). */
 int router_load(const struct config *conf, struct router **router_r, char **errors_r);
-/* Frees *r (NULL allowed) and sets it to NULL. */
+/* Returns r with one more reference: a message being written keeps the rules it started with
+   across a reload. NULL allowed. */
+struct router *router_ref(struct router *r);
+/* Drops a reference to *r (NULL allowed), freeing it with the last, and sets *r to NULL. */
 void router_free(struct router **r);
 /* Rewrites an envelope address into out (outlen bytes) by the rules of dir. Returns 1 when
    out differs from in, else 0 with in copied (r NULL allowed: no rules). */

@@ -58,7 +58,7 @@ void session_data_start(struct session *s)
 		.for_rcpt = s->env.nrcpts == 1 ? s->env.rcpts[0].address : NULL,
 		.header_size_limit = s->ctx->conf->header_size_limit,
 		.raw = s->ctx->raw,
-		.rewrite = s->ctx->raw ? NULL : router_header_rules(s->ctx->router),
+		.router = s->ctx->raw ? NULL : s->ctx->router,
 	};
 	s->cleanup = cleanup_new(&p, s->qf);
 	s->state = SESSION_DATA;

@@ -283,5 +283,36 @@ def test_postgresql_store_outage_and_two_nodes():
             assert "the store cannot answer" in a.logtext()
 
 
+def test_reload_under_load_loses_nothing():
+    """smtp-source sends 300 messages over 10 sessions while the rules are reloaded again and
+    again, alternating two good files (and one bad one, refused): every message reaches the
+    peer, none is lost or refused."""
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, rules = routed_daemon(sink, lmtp)
+        with d:
+            d.start()
+            with open(rules) as f:
+                good = f.read()
+            variants = [good, good.replace("robots.test        smtp:$sink", "robots.test   smtp:$sink,$sink"),
+                        good + "bad.test   nosuchkind:\n"]
+            tool, env = harness.postfix_tool("smtp-source")
+            src = subprocess.Popen([tool, "-s", "10", "-m", "300", "-l", "2000", "-f", "load@client.test",
+                                    "-t", "load@robots.test", "127.0.0.1:%d" % d.smtp_port],
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            reloads = 0
+            while src.poll() is None and reloads < 200:
+                write(rules, variants[reloads % 3])
+                d.proc.send_signal(signal.SIGHUP)
+                reloads += 1
+                time.sleep(0.02)
+            out = src.communicate(timeout=120)[0]
+            assert src.returncode == 0, out
+            assert reloads >= 3
+            got = sink.wait(300, timeout=60)
+            assert len(got) == 300 and all(m["accepted"] == ["load@robots.test"] for m in got)
+            assert "rule files rejected" in d.logtext()
+            assert d.queue_files("deferred") == [] and d.queue_files("incoming") == []
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())
