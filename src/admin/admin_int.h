@@ -93,6 +93,11 @@ void admin_queue_release(struct admin_req *req);
 void admin_queue_requeue(struct admin_req *req);
 void admin_health(struct admin_req *req);
 
+/* status_api.c: /v1/status (with the store's schema version) and /v1/reload */
+void admin_status_init(void);
+void admin_status(struct admin_req *req);
+void admin_reload(struct admin_req *req);
+
 /* alias_api.c: /v1/aliases, answered once the store has (asynchronously) */
 void admin_alias_list(struct admin_req *req);
 void admin_alias_show(struct admin_req *req);

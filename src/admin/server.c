@@ -45,6 +45,8 @@ struct admin_route {
 /* Literal segments come before "*", so that /v1/queue/shape is never taken for an ID. */
 static const struct admin_route admin_routes[] = {
 	{ { "v1", "health", NULL }, admin_health, NULL, NULL, NULL },
+	{ { "v1", "status", NULL }, admin_status, NULL, NULL, NULL },
+	{ { "v1", "reload", NULL }, NULL, admin_reload, NULL, NULL },
 	{ { "v1", "queue", NULL }, admin_queue_list, NULL, NULL, NULL },
 	{ { "v1", "queue", "shape", NULL }, admin_queue_shape, NULL, NULL, NULL },
 	{ { "v1", "queue", "flush", NULL }, NULL, admin_queue_flush_all, NULL, NULL },
@@ -337,6 +339,7 @@ struct admin_server *admin_server_new(const struct smtp_context *ctx, const char
 {
 	struct admin_server *srv = xcalloc(1, sizeof(*srv));
 	srv->ctx = ctx;
+	admin_status_init();
 	if (admin_socket_path(ctx->conf, srv->path, sizeof(srv->path)) < 0) {
 		*error_r = "socket path too long";
 		free(srv);

@@ -13,6 +13,10 @@ int cli_sendmail(int argc, char **argv);
    the daemon's admin API. */
 int cli_queue(int argc, char **argv);
 
+/* "postern status [--json]": the running daemon, its store's schema version, its rules. */
+int cli_status(int argc, char **argv);
+/* "postern reload": checks the configuration and rule files, then has the daemon reload. */
+int cli_reload(int argc, char **argv);
 /* "postern route ADDRESS [--sender S]": the routing decision for an address. */
 int cli_route(int argc, char **argv);
 /* "postern alias add|rm|show|list|import ...": aliases in the store. */

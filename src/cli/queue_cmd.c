@@ -1,42 +1,26 @@
 /* "postern queue": the queue through the daemon's admin API (docs/api.md), over its unix
-   socket with a small blocking HTTP/1.1 client. The command never reads the spool itself:
+   socket (api_client.h). The command never reads the spool itself:
    the daemon owns it. */
-#include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include <event2/http.h>
 #include <jansson.h>
 
-#include "admin/admin.h"
+#include "cli/api_client.h"
 #include "cli/cli.h"
-#include "conf/config.h"
 #include "util/buf.h"
 
-#define QUEUE_CMD_TIMEOUT 120                /* seconds for the daemon to answer */
-#define QUEUE_CMD_REPLY_MAX (512 * 1024 * 1024) /* a listing of a huge queue, not more */
 #define EX_USAGE 64
-#define EX_UNAVAILABLE 69
-#define EX_NOPERM 77
-#define EX_CONFIG 78
 
 struct queue_cmd {
 	const char *config;
 	const char *queue, *sender, *recipient, *min_age, *max_age;
 	bool json;
 	char socket[108];
-};
-
-/* An answer from the API: the HTTP status and the parsed body. */
-struct queue_cmd_reply {
-	int status;
-	json_t *body;
 };
 
 static int queue_cmd_usage(FILE *out, int status)
@@ -56,114 +40,6 @@ static int queue_cmd_usage(FILE *out, int status)
 		"Exit status: 0 done, 1 the daemon refused (its message is printed), 69 the daemon\n"
 		"is not running, 64 usage, 78 configuration.\n");
 	return status;
-}
-
-/* Connects to the API. Returns the socket, or -1 with the exit status in *status_r. */
-static int queue_cmd_connect(const char *path, int *status_r)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
-		struct timeval tv = { QUEUE_CMD_TIMEOUT, 0 };
-		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		return fd;
-	}
-	int err = errno;
-	if (fd >= 0)
-		close(fd);
-	if (err == EACCES || err == EPERM) {
-		fprintf(stderr, "postern queue: %s: permission denied (run as the daemon's user or group)\n", path);
-		*status_r = EX_NOPERM;
-	} else {
-		fprintf(stderr, "postern queue: the daemon is not running (%s: %s)\n", path, strerror(err));
-		*status_r = EX_UNAVAILABLE;
-	}
-	return -1;
-}
-
-static int queue_cmd_send_all(int fd, const char *data, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		data += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Reads until the daemon closes (the request said Connection: close). */
-static int queue_cmd_read_all(int fd, struct buf *b)
-{
-	char chunk[65536];
-	for (;;) {
-		ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || b->len + (size_t)n > QUEUE_CMD_REPLY_MAX)
-			return -1;
-		if (n == 0)
-			return 0;
-		buf_append(b, chunk, (size_t)n);
-	}
-}
-
-static int queue_cmd_parse_reply(const struct buf *b, struct queue_cmd_reply *reply)
-{
-	const char *text = buf_str(b);
-	const char *end = strstr(text, "\r\n\r\n");
-	int status;
-	if (end == NULL || sscanf(text, "HTTP/1.%*1[01] %3d ", &status) != 1) {
-		fprintf(stderr, "postern queue: malformed reply from the daemon\n");
-		return 1;
-	}
-	json_error_t err;
-	const char *body = end + 4;
-	reply->body = json_loadb(body, b->len - (size_t)(body - text), 0, &err);
-	if (reply->body == NULL) {
-		fprintf(stderr, "postern queue: the daemon's reply is not JSON (HTTP %d): %s\n", status, err.text);
-		return 1;
-	}
-	reply->status = status;
-	return 0;
-}
-
-/* Sends one request and reads its answer. Returns 0, or the exit status after a message. */
-static int queue_cmd_request(const struct queue_cmd *cmd, const char *method, const char *target,
-			     struct queue_cmd_reply *reply)
-{
-	int status = 1;
-	int fd = queue_cmd_connect(cmd->socket, &status);
-	if (fd < 0)
-		return status;
-	struct buf b = { 0 };
-	buf_printf(&b, "%s %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-		       "Accept: application/json\r\nContent-Length: 0\r\n\r\n", method, target);
-	int rc = queue_cmd_send_all(fd, b.data, b.len);
-	buf_reset(&b);
-	if (rc == 0)
-		rc = queue_cmd_read_all(fd, &b);
-	close(fd);
-	if (rc < 0)
-		fprintf(stderr, "postern queue: no complete reply from the daemon: %s\n",
-			errno ? strerror(errno) : "too large");
-	else
-		status = queue_cmd_parse_reply(&b, reply);
-	buf_free(&b);
-	return rc < 0 ? 1 : status;
-}
-
-/* An error reply's message goes to standard error; the exit status is 1. */
-static int queue_cmd_api_error(const struct queue_cmd_reply *reply)
-{
-	const char *message = json_string_value(json_object_get(json_object_get(reply->body, "error"), "message"));
-	fprintf(stderr, "postern queue: %s\n", message != NULL ? message : "request failed");
-	return 1;
 }
 
 static void queue_cmd_print_json(const json_t *j)
@@ -373,25 +249,6 @@ static bool queue_cmd_options_fit(const struct queue_cmd *cmd, const struct queu
 	return cmd->queue == NULL || list || strcmp(v->name, "shape") == 0;
 }
 
-static int queue_cmd_socket(struct queue_cmd *cmd)
-{
-	const char *path = cli_config_path(cmd->config);
-	struct config *conf;
-	char *errors;
-	if (config_load(path, &conf, &errors) < 0) {
-		config_print_errors(stderr, errors);
-		free(errors);
-		return EX_CONFIG;
-	}
-	int rc = admin_socket_path(conf, cmd->socket, sizeof(cmd->socket));
-	config_free(&conf);
-	if (rc < 0) {
-		fprintf(stderr, "postern queue: %s: the admin socket path is too long\n", path);
-		return EX_CONFIG;
-	}
-	return 0;
-}
-
 static void queue_cmd_target(const struct queue_cmd *cmd, const struct queue_cmd_verb *v, const char *id,
 			     struct buf *b)
 {
@@ -429,18 +286,18 @@ static void queue_cmd_output(const struct queue_cmd *cmd, const struct queue_cmd
 
 static int queue_cmd_run(struct queue_cmd *cmd, const struct queue_cmd_verb *v, const char *id)
 {
-	int rc = queue_cmd_socket(cmd);
+	int rc = api_socket(cmd->config, "postern queue", cmd->socket, sizeof(cmd->socket));
 	if (rc != 0)
 		return rc;
 	struct buf target = { 0 };
 	queue_cmd_target(cmd, v, id, &target);
-	struct queue_cmd_reply reply = { 0 };
-	rc = queue_cmd_request(cmd, v->method, buf_str(&target), &reply);
+	struct api_reply reply = { 0 };
+	rc = api_call(cmd->socket, "postern queue", v->method, buf_str(&target), NULL, &reply);
 	buf_free(&target);
 	if (rc != 0)
 		return rc;
 	if (reply.status >= 300)
-		rc = queue_cmd_api_error(&reply);
+		rc = api_error("postern queue", &reply);
 	else
 		queue_cmd_output(cmd, v, id, reply.body);
 	json_decref(reply.body);

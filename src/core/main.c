@@ -16,6 +16,8 @@ static int main_usage(FILE *out, int status)
 		"  sendmail [options] [rcpt]  sendmail-compatible submission (also as 'sendmail')\n"
 		"  queue list|show|flush|hold|release|delete|requeue|shape ...\n"
 		"                             inspect and act on the queue (postern queue help)\n"
+		"  status [--json]            the running daemon: queue, store schema, rules\n"
+		"  reload                     check the configuration and rules, then reload them\n"
 		"  route ADDRESS [--sender S] where mail for ADDRESS goes, and which rule says so\n"
 		"  alias add|rm|show|list|import ...  aliases in the store (postern alias help)\n"
 		"  store migrate|version      the store's schema\n"
@@ -58,6 +60,10 @@ int main(int argc, char **argv)
 		return cli_sendmail(argc - 1, argv + 1);
 	if (strcmp(cmd, "queue") == 0)
 		return cli_queue(argc - 1, argv + 1);
+	if (strcmp(cmd, "status") == 0)
+		return cli_status(argc - 1, argv + 1);
+	if (strcmp(cmd, "reload") == 0)
+		return cli_reload(argc - 1, argv + 1);
 	if (strcmp(cmd, "route") == 0)
 		return cli_route(argc - 1, argv + 1);
 	if (strcmp(cmd, "alias") == 0)

@@ -146,6 +146,16 @@ const struct policy_rule *router_hold(const struct router *r, const struct queue
 	return NULL;
 }
 
+size_t router_transport_count(const struct router *r)
+{
+	return r != NULL && r->policy != NULL ? policy_count(r->policy) : 0;
+}
+
+size_t router_rewrite_count(const struct router *r)
+{
+	return r != NULL && r->rewrite != NULL ? rewrite_count(r->rewrite) : 0;
+}
+
 const char *router_delimiters(const struct router *r)
 {
 	return r != NULL ? r->delimiters : "+";

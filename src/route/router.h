@@ -47,6 +47,10 @@ bool router_covers(const struct router *r, const char *address);
    is parked in hold/ at intake, whole; once released it is delivered (a hold: rule then
    counts as no rule). */
 const struct policy_rule *router_hold(const struct router *r, const struct queue_envelope *env);
+/* Returns the number of transport rules (0 for r NULL). */
+size_t router_transport_count(const struct router *r);
+/* Returns the number of rewrite rules (0 for r NULL). */
+size_t router_rewrite_count(const struct router *r);
 /* Returns the recipient delimiters in force ("" for none). */
 const char *router_delimiters(const struct router *r);
 

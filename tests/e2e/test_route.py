@@ -189,6 +189,25 @@ def test_route_and_alias_commands():
             assert cli(d, "alias", "rm", "root@old.test").returncode == 1
             r = cli(d, "store", "version")
             assert r.returncode == 0 and "schema version 1" in r.stdout, r.stdout
+            r = cli(d, "status")
+            assert r.returncode == 69, (r.stdout, r.stderr)  # not started yet
+            d.start()
+            r = cli(d, "status")
+            assert r.returncode == 0, r.stderr
+            assert "store: sqlite, schema version 1 (this program: 1)" in r.stdout, r.stdout
+            assert "rules: 5 transport, 2 rewrite" in r.stdout, r.stdout
+            with open(rules) as f:
+                good = f.read()
+            write(rules, good + "bad.test  nosuchkind:\n")
+            r = cli(d, "reload")
+            assert r.returncode == 78 and "transport.rules:7:" in r.stderr, r.stderr
+            write(rules, good + "more.test  discard:\n")
+            r = cli(d, "reload")
+            assert r.returncode == 0, r.stderr
+            deadline = time.time() + 10
+            while "rules: 6 transport" not in cli(d, "status").stdout and time.time() < deadline:
+                time.sleep(0.1)
+            assert "rules: 6 transport" in cli(d, "status").stdout
             write(rules, "x   webhook:https://hook.test/\n")
             r = cli(d, "config", "check")
             assert r.returncode == 78 and "transport.rules:1: agent 'webhook' is not available yet" in r.stderr, r.stderr
