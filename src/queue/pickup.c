@@ -18,8 +18,10 @@
 #include "queue/qfile.h"
 #include "queue/qmgr.h"
 #include "queue/spool.h"
+#include "route/alias_store.h"
 #include "route/router.h"
 #include "smtp/server.h"
+#include "store/store_async.h"
 #include "util/buf.h"
 #include "util/fsutil.h"
 #include "util/log.h"
@@ -44,7 +46,35 @@ struct pickup_job {
 	uint64_t size;
 	size_t nrcpts;
 	bool held; /* committed to hold/ by a hold: rule */
+	/* until the aliases are expanded (on a store worker) */
+	struct queue_envelope env;
+	off_t off;               /* the maildrop file's content */
+	uint64_t content_size;
+	struct alias_result *res; /* one per recipient of env */
+	char delimiters[16];
+	unsigned max_depth;
 };
+
+static void pickup_release(struct pickup *p)
+{
+	if (--p->inflight > 0)
+		return;
+	if (p->freed) {
+		free(p);
+	} else if (p->backlog) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(p->timer, &now);
+	}
+}
+
+static void pickup_job_free(struct pickup_job *job)
+{
+	for (size_t i = 0; job->res != NULL && i < job->env.nrcpts; i++)
+		alias_result_free(&job->res[i]);
+	free(job->res);
+	queue_envelope_clear(&job->env);
+	free(job);
+}
 
 /* Splits wire-form content into lines for cleanup; a partial line is carried to the next
    chunk. */
@@ -102,15 +132,8 @@ static void pickup_committed(void *arg, int result)
 		log_error("%s: pickup commit failed, will retry: %s", job->id, strerror(result));
 	}
 	struct pickup *p = job->p;
-	free(job);
-	if (--p->inflight > 0)
-		return;
-	if (p->freed) {
-		free(p);
-	} else if (p->backlog) {
-		struct timeval now = { 0, 0 };
-		evtimer_add(p->timer, &now);
-	}
+	pickup_job_free(job);
+	pickup_release(p);
 }
 
 /* Returns 0 when the message went to the committer (or needed nothing), -1 on a local error
@@ -153,6 +176,107 @@ static int pickup_convert(struct pickup *p, struct pickup_job *job, const struct
 	return 0;
 }
 
+/* One recipient's expansion into env: its address targets (each with the original address as
+   ORCPT), or the original recipient refused ("CODE D.D.D text") when the alias loops or says
+   error:, or waits (4.3.5) for an agent postern does not have yet; discard: adds nothing. */
+static void pickup_add_expanded(struct queue_envelope *env, const struct queue_rcpt *old,
+				const struct alias_result *res)
+{
+	char refusal[600];
+	if (res->status != ALIAS_OK) {
+		snprintf(refusal, sizeof(refusal), "%d %s %s", res->code, res->enhanced, res->text);
+		queue_envelope_add_rcpt(env, old->address, old->notify, old->orcpt);
+		queue_envelope_refuse_last(env, refusal);
+		return;
+	}
+	for (size_t i = 0; i < res->count; i++) {
+		const struct alias_target *t = &res->targets[i];
+		if (!t->local) {
+			char *orcpt = old->orcpt != NULL || strcmp(t->target, old->address) == 0
+					      ? NULL : router_orcpt(old->address);
+			queue_envelope_add_rcpt(env, t->target, old->notify, orcpt != NULL ? orcpt : old->orcpt);
+			free(orcpt);
+			continue;
+		}
+		struct nexthop nh;
+		const char *error;
+		if (nexthop_parse(t->target, &nh, &error) == 0 && nh.kind == NEXTHOP_DISCARD) {
+			nexthop_clear(&nh);
+			continue;
+		}
+		if (nh.kind == NEXTHOP_ERROR)
+			snprintf(refusal, sizeof(refusal), "%u %s %s", nh.code,
+				 nh.status[0] ? nh.status : nh.code >= 500 ? "5.0.0" : "4.0.0", nh.text);
+		else
+			snprintf(refusal, sizeof(refusal), "451 4.3.5 alias target not available yet: %.300s", t->target);
+		nexthop_clear(&nh);
+		queue_envelope_add_rcpt(env, old->address, old->notify, old->orcpt);
+		queue_envelope_refuse_last(env, refusal);
+	}
+}
+
+static void pickup_apply_aliases(struct pickup_job *job)
+{
+	struct queue_envelope *env = &job->env;
+	struct queue_rcpt *old = env->rcpts;
+	size_t n = env->nrcpts;
+	env->rcpts = NULL;
+	env->nrcpts = env->rcpts_cap = 0;
+	for (size_t i = 0; i < n; i++) {
+		pickup_add_expanded(env, &old[i], &job->res[i]);
+		alias_result_free(&job->res[i]);
+		free(old[i].address);
+		free(old[i].orcpt);
+		free(old[i].refusal);
+	}
+	free(old);
+	free(job->res);
+	job->res = NULL;
+	job->nrcpts = env->nrcpts;
+}
+
+/* On a store worker. */
+static int pickup_expand(struct store *s, void *arg)
+{
+	struct pickup_job *job = arg;
+	struct alias_opts opts = { .delimiters = job->delimiters, .max_depth = job->max_depth };
+	for (size_t i = 0; i < job->env.nrcpts; i++) {
+		alias_expand(job->env.rcpts[i].address, &opts, alias_store_lookup, s, &job->res[i]);
+		if (job->res[i].status == ALIAS_TEMPFAIL)
+			return STORE_UNAVAILABLE;
+	}
+	return 0;
+}
+
+/* Returns true when the job went on to the committer (which then owns it). */
+static bool pickup_convert_job(struct pickup *p, struct pickup_job *job)
+{
+	pickup_apply_aliases(job);
+	if (job->env.nrcpts == 0) {
+		log_info("%s: from=<%s>, every recipient discarded by its alias", job->id, job->sender);
+		unlink(job->path);
+		return false;
+	}
+	int fd = open(job->path, O_RDONLY | O_CLOEXEC);
+	bool sent = fd >= 0 && pickup_convert(p, job, &job->env, fd, job->off, job->content_size) == 0;
+	if (fd >= 0)
+		close(fd);
+	return sent;
+}
+
+/* The files of a pickup that ends now (or whose store cannot answer) stay in maildrop/ for the
+   next scan. */
+static void pickup_expanded(void *arg, int result)
+{
+	struct pickup_job *job = arg;
+	struct pickup *p = job->p;
+	if (result < 0 && result != STORE_CANCELLED)
+		log_warn("%s: pickup waits: the store cannot answer for its recipients' aliases", job->id);
+	if (result < 0 || p->freed || !pickup_convert_job(p, job))
+		pickup_job_free(job);
+	pickup_release(p);
+}
+
 static void pickup_one(struct pickup *p, const char *path, const char *id)
 {
 	char incoming[4096], held[4096];
@@ -162,27 +286,27 @@ static void pickup_one(struct pickup *p, const char *path, const char *id)
 		unlink(path); /* committed before a crash, the maildrop copy was left behind */
 		return;
 	}
-	struct queue_envelope env;
-	off_t off;
-	uint64_t size;
+	struct pickup_job *job = xcalloc(1, sizeof(*job));
 	const char *why;
-	if (qfile_load(path, &env, &off, &size, &why) < 0 || strcmp(env.id, id) != 0) {
+	if (qfile_load(path, &job->env, &job->off, &job->content_size, &why) < 0 || strcmp(job->env.id, id) != 0) {
 		spool_quarantine(p->ctx->spool, SPOOL_MAILDROP, id, why);
+		pickup_job_free(job);
 		return;
 	}
-	router_rewrite_envelope(p->ctx->router, &env);
-	struct pickup_job *job = xcalloc(1, sizeof(*job));
+	router_rewrite_envelope(p->ctx->router, &job->env);
 	job->p = p;
 	memcpy(job->id, id, sizeof(job->id)); /* a valid ID, checked by the caller */
 	snprintf(job->path, sizeof(job->path), "%s", path);
-	snprintf(job->sender, sizeof(job->sender), "%s", env.sender);
-	job->nrcpts = env.nrcpts;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || pickup_convert(p, job, &env, fd, off, size) < 0)
-		free(job);
-	if (fd >= 0)
-		close(fd);
-	queue_envelope_clear(&env);
+	snprintf(job->sender, sizeof(job->sender), "%s", job->env.sender);
+	snprintf(job->delimiters, sizeof(job->delimiters), "%s", router_delimiters(p->ctx->router));
+	job->max_depth = (unsigned)p->ctx->conf->alias_max_depth;
+	job->res = xcalloc(job->env.nrcpts, sizeof(*job->res));
+	if (p->ctx->store == NULL || store_async_submit(p->ctx->store, pickup_expand, job, pickup_expanded) < 0) {
+		log_warn("%s: pickup waits: the store is not available for its recipients' aliases", id);
+		pickup_job_free(job);
+		return;
+	}
+	p->inflight++;
 }
 
 static unsigned pickup_scan_dir(struct pickup *p, const char *dir, unsigned budget)

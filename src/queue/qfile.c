@@ -46,6 +46,13 @@ void queue_envelope_add_rcpt(struct queue_envelope *env, const char *address, un
 	r->notify = notify;
 	r->orcpt = orcpt != NULL && orcpt[0] != '\0' ? xstrdup(orcpt) : NULL;
 	r->state = QFILE_RCPT_QUEUED;
+	r->refusal = NULL;
+}
+
+void queue_envelope_refuse_last(struct queue_envelope *env, const char *refusal)
+{
+	if (env->nrcpts > 0)
+		queue_envelope_set(&env->rcpts[env->nrcpts - 1].refusal, refusal);
 }
 
 void queue_envelope_clear(struct queue_envelope *env)
@@ -57,6 +64,7 @@ void queue_envelope_clear(struct queue_envelope *env)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		free(env->rcpts[i].address);
 		free(env->rcpts[i].orcpt);
+		free(env->rcpts[i].refusal);
 	}
 	free(env->rcpts);
 	memset(env, 0, sizeof(*env));
@@ -97,6 +105,10 @@ static void qfile_format_envelope(struct buf *b, const struct queue_envelope *en
 		const struct queue_rcpt *r = &env->rcpts[i];
 		buf_printf(b, "rcpt %c %x %s ", r->state, r->notify, r->orcpt ? r->orcpt : "-");
 		qfile_put_value(b, r->address);
+		if (r->refusal != NULL) {
+			buf_puts(b, "refused ");
+			qfile_put_value(b, r->refusal);
+		}
 	}
 	buf_puts(b, "content\n");
 }
@@ -336,6 +348,12 @@ static int qfile_parse_record(struct queue_envelope *env, char *line, off_t off,
 	}
 	if (strcmp(line, "rcpt") == 0 && qfile_parse_rcpt(env, value, off) == 0)
 		return 0;
+	/* "refused CODE D.D.D text" belongs to the recipient record above it */
+	if (strcmp(line, "refused") == 0 && env->nrcpts > 0 && value[0] >= '4' && value[0] <= '5' &&
+	    env->rcpts[env->nrcpts - 1].refusal == NULL) {
+		queue_envelope_refuse_last(env, value);
+		return 0;
+	}
 	*why_r = "malformed envelope record";
 	return -1;
 }

@@ -28,6 +28,8 @@ struct queue_rcpt {
 	char *orcpt;     /* "type;xtext" as received, or NULL */
 	char state;      /* enum qfile_rcpt_state */
 	off_t state_off; /* where the state letter is in the file (set by qfile_load) */
+	char *refusal;   /* "CODE D.D.D text": refused at intake (an alias loop, an error: target),
+			    reported by the queue manager like a delivery failure; or NULL */
 };
 
 struct queue_envelope {
@@ -48,6 +50,8 @@ struct queue_envelope {
 	size_t rcpts_cap;
 };
 
+/* Sets the refusal of env's last recipient ("550 5.4.6 text", copied). */
+void queue_envelope_refuse_last(struct queue_envelope *env, const char *refusal);
 /* Appends a recipient (strings copied; orcpt may be NULL). */
 void queue_envelope_add_rcpt(struct queue_envelope *env, const char *address, unsigned notify,
 			     const char *orcpt);

@@ -114,9 +114,30 @@ static int qmgr_rule_hop(struct qmgr *q, const struct qmsg *m, const char *addre
 
 /* What the transport policy says for recipient i: a next hop (returns true with hop set), or
    a result at once: discard, error, or a hop that cannot be (deferred, logged). */
+/* A recipient refused at intake ("CODE D.D.D text", an alias loop or an error: target of a
+   local submission) fails like a delivery: 5xx bounces, 4xx defers until it expires. */
+static void qmgr_refused(struct qmsg *m, size_t i, const char *refusal)
+{
+	struct delivery_result res;
+	int code = atoi(refusal);
+	char dsn[16] = "";
+	int used = 0;
+	sscanf(refusal, "%*d %15s %n", dsn, &used);
+	delivery_result_set(&res, i, code >= 500 ? DELIVERY_BOUNCE : DELIVERY_DEFER, code,
+			    dsn[0] != '\0' ? dsn : code >= 500 ? "5.0.0" : "4.0.0", "%s",
+			    used > 0 ? refusal + used : refusal);
+	log_info("%s: to=<%s>, status=%s (refused at intake: %s)", m->id, m->env.rcpts[i].address,
+		 code >= 500 ? "bounced" : "deferred", refusal);
+	qmgr_record(m, &res);
+}
+
 static bool qmgr_route(struct qmgr *q, struct qmsg *m, size_t i, struct smtp_nexthop *hop)
 {
 	const char *address = m->env.rcpts[i].address;
+	if (m->env.rcpts[i].refusal != NULL) {
+		qmgr_refused(m, i, m->env.rcpts[i].refusal);
+		return false;
+	}
 	const struct policy_rule *rule = router_match(q->ctx->router, address);
 	if (rule == NULL || rule->nexthop.kind == NEXTHOP_HOLD) { /* held at intake, since released */
 		qmgr_nexthop(q, m, address, hop);

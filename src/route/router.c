@@ -89,8 +89,7 @@ int router_rewrite(const struct router *r, enum rewrite_dir dir, const char *in,
 	return 0;
 }
 
-/* The original recipient as an RFC 3461 ORCPT value, "rfc822;" and the address in xtext. */
-static char *router_orcpt(const char *address)
+char *router_orcpt(const char *address)
 {
 	char xt[REWRITE_ADDRESS_MAX * 3 + 1];
 	if (xtext_encode(address, xt, sizeof(xt)) < 0)

@@ -36,6 +36,9 @@ int router_rewrite(const struct router *r, enum rewrite_dir dir, const char *in,
    its original address as ORCPT, so that reports name what the sender wrote. Returns the
    number of addresses changed. */
 size_t router_rewrite_envelope(const struct router *r, struct queue_envelope *env);
+/* Returns address as a newly allocated RFC 3461 ORCPT value ("rfc822;" and the address in
+   xtext), or NULL when it does not fit. */
+char *router_orcpt(const char *address);
 /* Returns the rewrite rules when headers are to be rewritten too, else NULL. */
 const struct rewrite *router_header_rules(const struct router *r);
 /* Returns the first transport rule matching address, or NULL (r NULL allowed). */

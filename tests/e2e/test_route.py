@@ -333,5 +333,26 @@ def test_reload_under_load_loses_nothing():
             assert d.queue_files("deferred") == [] and d.queue_files("incoming") == []
 
 
+def test_sendmail_recipients_expanded_at_pickup():
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            alias(d, "cron@robots.test", "b@robots.test")
+            alias(d, "gone2@robots.test", "error:550 5.1.6 gone away")
+            d.start()
+            r = subprocess.run([harness.BIN, "sendmail", "-f", "alice@robots.test", "cron@robots.test",
+                                "gone2@robots.test"], input=b"Subject: from cron\r\n\r\nreport\r\n",
+                               capture_output=True, timeout=30, env=d.env())
+            assert r.returncode == 0, r.stderr
+            got = sink.wait(2)
+            normal = [m for m in got if "FROM:<>" not in m["mail"]]
+            report = [m for m in got if "FROM:<>" in m["mail"]]
+            assert normal[0]["accepted"] == ["b@robots.test"], got
+            assert any("ORCPT=rfc822;cron@robots.test" in c for c in normal[0]["rcpts"]), normal[0]["rcpts"]
+            assert report[0]["accepted"] == ["alice@robots.test"]
+            text = report[0]["data"].decode("utf-8", "replace")
+            assert "gone2@robots.test" in text and "5.1.6" in text and "gone away" in text, text
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())

@@ -176,6 +176,7 @@ static void expect_env(const struct queue_envelope *got, const struct queue_enve
 		expect_field(what, got->rcpts[i].address, want->rcpts[i].address);
 		snprintf(what, sizeof(what), "rcpt %zu orcpt", i);
 		expect_field(what, got->rcpts[i].orcpt, want->rcpts[i].orcpt);
+		expect_field(what, got->rcpts[i].refusal, want->rcpts[i].refusal);
 		if (got->rcpts[i].notify != want->rcpts[i].notify)
 			fail_msg("rcpt %zu notify is %x, expected %x", i, got->rcpts[i].notify,
 				 want->rcpts[i].notify);
@@ -203,6 +204,7 @@ static void env_full(struct queue_envelope *env)
 	env->smtputf8 = true;
 	queue_envelope_add_rcpt(env, "a@example.net", 0, NULL);
 	queue_envelope_add_rcpt(env, "b@example.net", 1 << 0, "rfc822;b+2Bx@example.net");
+	queue_envelope_refuse_last(env, "550 5.4.6 alias loop: b@example.net -> c@example.net -> b@example.net");
 	queue_envelope_add_rcpt(env, "\"quoted local part\"@example.net", (1 << 1) | (1 << 2),
 				"utf-8;x@y");
 	queue_envelope_add_rcpt(env, "m\xc3\xbcnchen@\xe4\xbe\x8b\xe3\x81\x88.jp", 0xF, NULL);
