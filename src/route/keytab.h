@@ -2,9 +2,9 @@
 #define POSTERN_KEYTAB_H
 #include <stddef.h>
 
-/* A hash table from byte-string keys, compared ASCII case-insensitively, to a size_t value.
-   Keys are not copied: they must outlive the table. The first value added for a key stays,
-   which is what first-match-wins rule lists need. */
+/* A table from byte-string keys, compared ASCII case-insensitively, to a size_t value (a
+   strmap, util/strmap.h, of lower-cased copies). The first value added for a key stays, which
+   is what first-match-wins rule lists need. */
 
 struct keytab;
 

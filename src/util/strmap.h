@@ -2,19 +2,15 @@
 #define POSTERN_STRMAP_H
 #include <stddef.h>
 
-/* A hash map from strings (copied in) to size_t values, for sets and indexes that hostile
-   input could make large, where a linear search would go quadratic. Zero-initialised is
-   empty. Keys are compared byte for byte: callers fold case first when they need to. */
-
-struct strmap_slot {
-	char *key; /* NULL for an empty slot */
-	size_t value;
-};
+/* A map from strings (copied in) to size_t values, for sets and indexes that hostile input
+   could make large, where a linear search would go quadratic: GLib's hash table (GLib comes
+   with GMime) behind a small typed interface. Zero-initialised is empty. Keys are compared byte
+   for byte: callers fold case first when they need to. */
+struct _GHashTable;
 
 struct strmap {
-	struct strmap_slot *slots;
-	size_t cap;   /* a power of two, or 0 */
-	size_t count; /* keys held */
+	struct _GHashTable *table; /* made on the first add */
+	size_t count;              /* keys held */
 };
 
 /* Returns 1 and sets *value_r (when not NULL) when key is present, 0 when it is not. */
