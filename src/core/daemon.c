@@ -52,32 +52,21 @@ struct daemon {
 	struct daemon_listen smtp_arg, lmtp_arg;
 	struct event *signals[3];
 	struct event *drain_timer;
-	struct event *store_timer; /* retries opening the store */
 	int64_t drain_deadline_us;
 	bool stopping;
 };
 
 #define DAEMON_STORE_WORKERS 2
-#define DAEMON_STORE_RETRY_S 5
 
-/* The store's connections are opened by its workers; when the database cannot be reached at
-   start, mail that needs it gets 451 4.3.0 and the daemon tries again every few seconds. A
-   new store setting takes a restart. */
-static void daemon_store_open(evutil_socket_t fd, short what, void *arg)
+/* The store's workers connect by themselves: a database that cannot be reached now gets
+   451 4.3.0 for the mail that needs it until it can. Only a wrong store setting stops the
+   start. A new store setting takes a restart. */
+static void daemon_store_open(struct daemon *d)
 {
-	struct daemon *d = arg;
 	const char *error;
-	if (d->ctx.store != NULL || d->stopping)
-		return;
 	if (store_async_new(d->ctx.base, d->conf->store, d->conf->state_dir, DAEMON_STORE_WORKERS, 0,
-			    &d->ctx.store, &error) == 0) {
-		log_info("store %s open", d->conf->store);
-		return;
-	}
-	log_error("store %s: %s; recipients that need it get 451 4.3.0, retrying in %ds", d->conf->store,
-		  error, DAEMON_STORE_RETRY_S);
-	struct timeval tv = { DAEMON_STORE_RETRY_S, 0 };
-	event_add(d->store_timer, &tv);
+			    &d->ctx.store, &error) < 0)
+		log_fatal("store %s: %s", d->conf->store, error);
 }
 
 static void daemon_apply_log_level(const struct config *conf)
@@ -365,8 +354,7 @@ static void daemon_setup(struct daemon *d)
 		log_fatal("the rule files have errors; see above");
 	}
 	d->ctx.committer = committer_new(d->ctx.base, d->ctx.spool);
-	d->store_timer = evtimer_new(d->ctx.base, daemon_store_open, d);
-	daemon_store_open(-1, 0, d);
+	daemon_store_open(d);
 	d->server = smtp_server_new(&d->ctx);
 	daemon_start_delivery(d);
 	d->pickup = pickup_new(&d->ctx);
@@ -388,7 +376,6 @@ static void daemon_teardown(struct daemon *d)
 	qmgr_free(&d->ctx.qmgr);
 	/* before the sessions: lookups still queued are answered (cancelled) to live sessions */
 	store_async_free(&d->ctx.store);
-	event_free(d->store_timer);
 	router_free(&d->ctx.router);
 	smtp_server_free(&d->server);
 	dns_free(&d->dns);

@@ -33,7 +33,7 @@ struct smtp_context {
 	bool raw;
 	struct qmgr *qmgr; /* told about each message queued; NULL in sendmail -bs */
 	struct router *router; /* rewrite rules and transport policy; NULL for none */
-	struct store_async *store; /* aliases; NULL while the store cannot be opened */
+	struct store_async *store; /* aliases; NULL in sendmail -bs (no aliases there) */
 };
 
 struct smtp_server;

@@ -2,7 +2,9 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -24,7 +26,8 @@ struct store_jobs {
 
 struct store_worker {
 	struct store_async *a;
-	struct store *store; /* this thread's own connection */
+	struct store *store; /* this thread's own connection; NULL until one opens */
+	int64_t tried_ms;    /* when opening it last failed */
 	pthread_t thread;
 	bool started;
 };
@@ -38,6 +41,7 @@ struct store_async {
 	bool stopping;
 	unsigned outstanding; /* touched on the loop thread only */
 	struct event *done_ev;
+	char *spec, *state_dir;
 	struct store_worker workers[STORE_ASYNC_WORKERS_MAX];
 	unsigned nworkers;
 };
@@ -68,6 +72,29 @@ static struct store_job *store_jobs_pop(struct store_jobs *l)
 	return job;
 }
 
+#define STORE_ASYNC_RETRY_MS 1000
+
+static int64_t store_async_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A worker without a connection (the database was unreachable) opens one itself, at most once
+   a second; meanwhile its jobs fail as unavailable without waiting. */
+static int store_worker_run(struct store_worker *w, struct store_job *job)
+{
+	if (w->store == NULL && store_async_now_ms() - w->tried_ms >= STORE_ASYNC_RETRY_MS) {
+		const char *error;
+		if (store_open(w->a->spec, w->a->state_dir, &w->store, &error) < 0) {
+			w->tried_ms = store_async_now_ms();
+			log_warn("store: cannot open %s: %s", w->a->spec, error);
+		}
+	}
+	return w->store != NULL ? job->fn(w->store, job->arg) : STORE_UNAVAILABLE;
+}
+
 static void *store_worker_main(void *arg)
 {
 	struct store_worker *w = arg;
@@ -81,7 +108,7 @@ static void *store_worker_main(void *arg)
 		struct store_job *job = store_jobs_pop(&a->queued);
 		a->nqueued--;
 		pthread_mutex_unlock(&a->lock);
-		job->result = job->fn(w->store, job->arg);
+		job->result = store_worker_run(w, job);
 		pthread_mutex_lock(&a->lock);
 		store_jobs_push(&a->finished, job);
 		event_active(a->done_ev, EV_READ, 0);
@@ -111,16 +138,20 @@ static void store_async_report(evutil_socket_t fd, short what, void *arg)
 	store_async_deliver(a, list);
 }
 
-/* Connections are opened here, on the caller's thread, so that a bad spec or an unreachable
-   database is reported at once; each is used by its worker only afterwards. */
-static int store_async_open_all(struct store_async *a, const char *spec, const char *state_dir,
-				const char **error_r)
+/* Connections are first opened here, on the caller's thread, so that a bad spec is reported
+   at once; an unreachable database is not an error: the workers open their connections
+   themselves once it answers. */
+static int store_async_open_all(struct store_async *a, const char **error_r)
 {
 	for (unsigned i = 0; i < a->nworkers; i++) {
-		int rc = store_open(spec, state_dir, &a->workers[i].store, error_r);
-		if (rc < 0)
-			return rc;
 		a->workers[i].a = a;
+		int rc = store_open(a->spec, a->state_dir, &a->workers[i].store, error_r);
+		if (rc == STORE_ERROR)
+			return rc;
+		if (rc < 0) {
+			log_warn("store: cannot open %s yet: %s", a->spec, *error_r);
+			a->workers[i].tried_ms = store_async_now_ms();
+		}
 	}
 	return 0;
 }
@@ -137,7 +168,9 @@ int store_async_new(struct event_base *base, const char *spec, const char *state
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_cond_init(&a->cond, NULL);
 	a->done_ev = event_new(base, -1, 0, store_async_report, a);
-	int rc = store_async_open_all(a, spec, state_dir, error_r);
+	a->spec = xstrdup(spec);
+	a->state_dir = xstrdup(state_dir);
+	int rc = store_async_open_all(a, error_r);
 	if (rc < 0) {
 		store_async_free(&a);
 		return rc;
@@ -198,6 +231,8 @@ void store_async_free(struct store_async **ap)
 	}
 	store_async_report(-1, 0, a);
 	event_free(a->done_ev);
+	free(a->spec);
+	free(a->state_dir);
 	pthread_mutex_destroy(&a->lock);
 	pthread_cond_destroy(&a->cond);
 	xfree(ap);

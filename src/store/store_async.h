@@ -23,9 +23,11 @@ typedef int store_job_fn(struct store *s, void *arg);
 typedef void store_done_fn(void *arg, int result);
 
 /* Opens nworkers (1..STORE_ASYNC_WORKERS_MAX) connections to the store named by spec (as
-   store_open) and starts their threads; at most queue_max jobs wait (0: the default). The base
-   must have been created after evthread_use_pthreads(). Returns 0 and *a_r, or a negative
-   store_status with *error_r (valid until the next store_open on this thread). */
+   store_open) and starts their threads; at most queue_max jobs wait (0: the default). A
+   database that cannot be reached yet is not an error: each worker opens its connection when
+   it can (trying at most once a second), and its jobs get STORE_UNAVAILABLE meanwhile. The
+   base must have been created after evthread_use_pthreads(). Returns 0 and *a_r, or
+   STORE_ERROR for a bad spec with *error_r (valid until the next store_open on this thread). */
 int store_async_new(struct event_base *base, const char *spec, const char *state_dir,
 		    unsigned nworkers, unsigned queue_max, struct store_async **a_r,
 		    const char **error_r);

@@ -290,16 +290,25 @@ def test_postgresql_store_outage_and_two_nodes():
             r = Raw(a.smtp_port)
             assert r.reply()[0] == 220 and r.cmd("EHLO client.test")[0] == 250
             r.cmd("QUIT")
+            # a node that starts while the database is down starts all the same
+            c, _ = routed_daemon(sink, lmtp)
+            c.settings["store"] = pg.spec()
+            c.write_config()
+            c.start()
+            assert rcpt_code(c, "team@shared.test")[0] == 451
+            assert "cannot open" in c.logtext()
             # it comes back: the same daemons answer again without a restart (each store worker
             # reconnects on its next call, at most once a second, so a few 451s may come first)
             pg.start()
-            for d in (a, b):
+            for d in (a, b, c):
                 deadline, ok = time.time() + 15, 0
                 while time.time() < deadline and ok < 4:
                     ok = ok + 1 if rcpt_code(d, "team@shared.test")[0] == 250 else 0
                     time.sleep(0.2)
                 assert ok == 4, d.logtext()[-2000:]
             assert "the store cannot answer" in a.logtext()
+            c.stop()
+            c.cleanup()
 
 
 def test_reload_under_load_loses_nothing():
