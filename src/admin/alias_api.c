@@ -105,6 +105,8 @@ static void alias_job_reply(struct alias_job *j, int result)
 		admin_error(&req, 400, "bad_request", "%s", j->error);
 	else if ((j->op == ALIAS_OP_GET || j->op == ALIAS_OP_DELETE) && result == 0)
 		admin_error(&req, 404, "not_found", "no alias %s", j->key);
+	else if (j->op == ALIAS_OP_PUT && j->alias == NULL) /* deleted between the put and the read */
+		admin_error(&req, 409, "conflict", "alias %s was removed meanwhile", j->key);
 	else if (j->op == ALIAS_OP_LIST)
 		admin_reply(&req, 200, alias_list_json(j));
 	else if (j->op == ALIAS_OP_DELETE)

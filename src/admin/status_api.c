@@ -41,6 +41,17 @@ static int status_job_run(struct store *s, void *arg)
 	return j->version < 0 ? j->version : 0;
 }
 
+/* The store setting without a password ("postgresql://user:secret@host/db"): the API's clients
+   may read the status, not the database's credentials. */
+static json_t *status_spec(const char *spec)
+{
+	const char *scheme = strstr(spec, "://"), *at = scheme != NULL ? strchr(scheme + 3, '@') : NULL;
+	const char *colon = scheme != NULL ? strchr(scheme + 3, ':') : NULL;
+	if (at == NULL || colon == NULL || colon > at)
+		return json_string(spec);
+	return json_sprintf("%.*s:***%s", (int)(colon - spec), spec, at);
+}
+
 static json_t *status_json(const struct smtp_context *ctx, json_t *store)
 {
 	return json_pack("{s:s, s:s, s:i, s:I, s:i, s:b, s:o, s:{s:i, s:i}}", "status", "ok", "version",
@@ -61,9 +72,9 @@ static void status_job_done(void *arg, int result)
 	if (j->r != NULL) {
 		evhttp_connection_set_closecb(evhttp_request_get_connection(j->r), NULL, NULL);
 		struct admin_req req = { .ctx = j->ctx, .r = j->r, .method = j->method };
-		json_t *store = result < 0 ? json_pack("{s:s, s:s}", "spec", j->ctx->conf->store, "error",
+		json_t *store = result < 0 ? json_pack("{s:o, s:s}", "spec", status_spec(j->ctx->conf->store), "error",
 						       result == STORE_CANCELLED ? "shutting down" : "unavailable")
-					   : json_pack("{s:s, s:s, s:i, s:i}", "spec", j->ctx->conf->store, "backend",
+					   : json_pack("{s:o, s:s, s:i, s:i}", "spec", status_spec(j->ctx->conf->store), "backend",
 						       j->backend, "schema_version", j->version, "schema_latest",
 						       store_schema_latest());
 		admin_reply(&req, 200, status_json(j->ctx, store));
@@ -79,7 +90,7 @@ void admin_status(struct admin_req *req)
 	*j = (struct status_job){ .r = req->r, .ctx = req->ctx, .method = req->method };
 	if (req->ctx->store == NULL || store_async_submit(req->ctx->store, status_job_run, j, status_job_done) < 0) {
 		free(j);
-		admin_reply(req, 200, status_json(req->ctx, json_pack("{s:s, s:s}", "spec", req->ctx->conf->store,
+		admin_reply(req, 200, status_json(req->ctx, json_pack("{s:o, s:s}", "spec", status_spec(req->ctx->conf->store),
 								       "error", "unavailable")));
 		return;
 	}

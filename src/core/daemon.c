@@ -371,11 +371,12 @@ static void daemon_teardown(struct daemon *d)
 	admin_server_free(&d->admin);
 	daemon_close_listeners(d);
 	pickup_free(&d->pickup);
+	/* while the sessions and the committer live: lookups still queued are answered (cancelled,
+	   the session closes) before anything they could reach is gone */
+	store_async_free(&d->ctx.store);
 	daemon_stop_delivery(d);
 	committer_free(&d->ctx.committer);
 	qmgr_free(&d->ctx.qmgr);
-	/* before the sessions: lookups still queued are answered (cancelled) to live sessions */
-	store_async_free(&d->ctx.store);
 	router_free(&d->ctx.router);
 	smtp_server_free(&d->server);
 	dns_free(&d->dns);

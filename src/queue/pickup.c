@@ -178,11 +178,13 @@ static int pickup_convert(struct pickup *p, struct pickup_job *job, const struct
 
 /* One recipient's expansion into env: its address targets (each with the original address as
    ORCPT), or the original recipient refused ("CODE D.D.D text") when the alias loops or says
-   error:, or waits (4.3.5) for an agent postern does not have yet; discard: adds nothing. */
+   error:, or waits (4.3.5) for an agent postern does not have yet; discard: adds nothing, and
+   an alias that only discards leaves the recipient marked QUEUE_DISCARDED. */
 static void pickup_add_expanded(struct queue_envelope *env, const struct queue_rcpt *old,
 				const struct alias_result *res)
 {
 	char refusal[600];
+	size_t before = env->nrcpts;
 	if (res->status != ALIAS_OK) {
 		snprintf(refusal, sizeof(refusal), "%d %s %s", res->code, res->enhanced, res->text);
 		queue_envelope_add_rcpt(env, old->address, old->notify, old->orcpt);
@@ -212,6 +214,10 @@ static void pickup_add_expanded(struct queue_envelope *env, const struct queue_r
 		nexthop_clear(&nh);
 		queue_envelope_add_rcpt(env, old->address, old->notify, old->orcpt);
 		queue_envelope_refuse_last(env, refusal);
+	}
+	if (env->nrcpts == before) { /* only discard: recorded delivered by the queue manager */
+		queue_envelope_add_rcpt(env, old->address, old->notify, old->orcpt);
+		queue_envelope_refuse_last(env, QUEUE_DISCARDED);
 	}
 }
 
@@ -252,11 +258,6 @@ static int pickup_expand(struct store *s, void *arg)
 static bool pickup_convert_job(struct pickup *p, struct pickup_job *job)
 {
 	pickup_apply_aliases(job);
-	if (job->env.nrcpts == 0) {
-		log_info("%s: from=<%s>, every recipient discarded by its alias", job->id, job->sender);
-		unlink(job->path);
-		return false;
-	}
 	int fd = open(job->path, O_RDONLY | O_CLOEXEC);
 	bool sent = fd >= 0 && pickup_convert(p, job, &job->env, fd, job->off, job->content_size) == 0;
 	if (fd >= 0)
@@ -277,12 +278,22 @@ static void pickup_expanded(void *arg, int result)
 	pickup_release(p);
 }
 
+/* Whether id is queued already: committed before a crash, and perhaps already being
+   delivered, deferred or held by now. */
+static bool pickup_queued(const struct pickup *p, const char *id)
+{
+	static const char *const queues[] = { SPOOL_INCOMING, "active", "deferred", "hold", "archive" };
+	char path[4096];
+	for (size_t i = 0; i < sizeof(queues) / sizeof(queues[0]); i++) {
+		if (spool_path(p->ctx->spool, queues[i], id, path, sizeof(path)) == 0 && access(path, F_OK) == 0)
+			return true;
+	}
+	return false;
+}
+
 static void pickup_one(struct pickup *p, const char *path, const char *id)
 {
-	char incoming[4096], held[4096];
-	spool_path(p->ctx->spool, SPOOL_INCOMING, id, incoming, sizeof(incoming));
-	spool_path(p->ctx->spool, "hold", id, held, sizeof(held));
-	if (access(incoming, F_OK) == 0 || access(held, F_OK) == 0) {
+	if (pickup_queued(p, id)) {
 		unlink(path); /* committed before a crash, the maildrop copy was left behind */
 		return;
 	}

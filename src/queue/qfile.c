@@ -349,7 +349,7 @@ static int qfile_parse_record(struct queue_envelope *env, char *line, off_t off,
 	if (strcmp(line, "rcpt") == 0 && qfile_parse_rcpt(env, value, off) == 0)
 		return 0;
 	/* "refused CODE D.D.D text" belongs to the recipient record above it */
-	if (strcmp(line, "refused") == 0 && env->nrcpts > 0 && value[0] >= '4' && value[0] <= '5' &&
+	if (strcmp(line, "refused") == 0 && env->nrcpts > 0 && value[0] >= '2' && value[0] <= '5' &&
 	    env->rcpts[env->nrcpts - 1].refusal == NULL) {
 		queue_envelope_refuse_last(env, value);
 		return 0;

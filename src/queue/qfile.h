@@ -29,7 +29,8 @@ struct queue_rcpt {
 	char state;      /* enum qfile_rcpt_state */
 	off_t state_off; /* where the state letter is in the file (set by qfile_load) */
 	char *refusal;   /* "CODE D.D.D text": refused at intake (an alias loop, an error: target),
-			    reported by the queue manager like a delivery failure; or NULL */
+			    reported by the queue manager like a delivery failure (2xx: done,
+			    QUEUE_DISCARDED); or NULL */
 };
 
 struct queue_envelope {
@@ -50,6 +51,8 @@ struct queue_envelope {
 	size_t rcpts_cap;
 };
 
+/* The refusal of a recipient whose alias only discards: reported delivered, sent nowhere. */
+#define QUEUE_DISCARDED "250 2.0.0 discarded by its alias"
 /* Sets the refusal of env's last recipient ("550 5.4.6 text", copied). */
 void queue_envelope_refuse_last(struct queue_envelope *env, const char *refusal);
 /* Appends a recipient (strings copied; orcpt may be NULL). */

@@ -53,6 +53,21 @@ static void qmgr_hop_tls(const struct config *conf, struct smtp_nexthop *hop)
 							     : SMTP_TLS_MAY;
 }
 
+/* The recipient's domain by its MX records, or an address literal as is. */
+static void qmgr_nexthop_mx(struct qmgr *q, const char *address, struct smtp_nexthop *hop)
+{
+	const char *at = strrchr(address, '@');
+	const char *domain = at != NULL ? at + 1 : q->ctx->hostname;
+	const char *error;
+	memset(hop, 0, sizeof(*hop));
+	if (domain[0] != '[' || smtp_nexthop_parse(domain, false, hop, &error) < 0) {
+		hop->mx = true;
+		hop->port = 25;
+		snprintf(hop->host, sizeof(hop->host), "%s", domain);
+	}
+	qmgr_hop_tls(q->ctx->conf, hop);
+}
+
 /* The next hop of one recipient: the relay host (one per message, in turn), an address
    literal as is, or the MX of the domain. */
 static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *address,
@@ -72,15 +87,7 @@ static void qmgr_nexthop(struct qmgr *q, const struct qmsg *m, const char *addre
 		}
 		log_error("relayhost %s: %s", spec, error);
 	}
-	const char *at = strrchr(address, '@');
-	const char *domain = at != NULL ? at + 1 : q->ctx->hostname;
-	memset(hop, 0, sizeof(*hop));
-	if (domain[0] != '[' || smtp_nexthop_parse(domain, false, hop, &error) < 0) {
-		hop->mx = true;
-		hop->port = 25;
-		snprintf(hop->host, sizeof(hop->host), "%s", domain);
-	}
-	qmgr_hop_tls(conf, hop);
+	qmgr_nexthop_mx(q, address, hop);
 }
 
 static void qmgr_record(struct qmsg *m, const struct delivery_result *r);
@@ -94,11 +101,12 @@ static int qmgr_rule_hop(struct qmgr *q, const struct qmsg *m, const char *addre
 	const struct nexthop_host *h = nh->nhosts > 0 ? &nh->hosts[(m->id[QUEUE_ID_LEN - 1] + q->relay_rr) % nh->nhosts] : NULL;
 	bool lmtp = nh->kind == NEXTHOP_LMTP_INET || nh->kind == NEXTHOP_LMTP_UNIX;
 	char spec[PROTO_DOMAIN_MAX + 16 + 4096];
-	const char *at = strrchr(address, '@');
+	if (h == NULL && nh->kind == NEXTHOP_MX) { /* mx: the recipient's domain, as without a rule */
+		qmgr_nexthop_mx(q, address, hop);
+		return 0;
+	}
 	if (nh->kind == NEXTHOP_LMTP_UNIX)
 		snprintf(spec, sizeof(spec), "unix:%s", nh->path);
-	else if (h == NULL) /* mx: the recipient's domain */
-		snprintf(spec, sizeof(spec), "%s", at != NULL ? at + 1 : q->ctx->hostname);
 	else if (h->bracketed || h->ipv6 || (lmtp && h->port == 0))
 		snprintf(spec, sizeof(spec), "[%s]:%u", h->host, h->port ? h->port : lmtp ? 24 : 25);
 	else
@@ -114,8 +122,9 @@ static int qmgr_rule_hop(struct qmgr *q, const struct qmsg *m, const char *addre
 
 /* What the transport policy says for recipient i: a next hop (returns true with hop set), or
    a result at once: discard, error, or a hop that cannot be (deferred, logged). */
-/* A recipient refused at intake ("CODE D.D.D text", an alias loop or an error: target of a
-   local submission) fails like a delivery: 5xx bounces, 4xx defers until it expires. */
+/* A recipient refused at intake ("CODE D.D.D text": an alias loop or an error: target of a
+   local submission, an alias that only discards) ends like a delivery: 5xx bounces, 4xx
+   defers until it expires, 2xx is done. */
 static void qmgr_refused(struct qmsg *m, size_t i, const char *refusal)
 {
 	struct delivery_result res;
@@ -123,11 +132,13 @@ static void qmgr_refused(struct qmsg *m, size_t i, const char *refusal)
 	char dsn[16] = "";
 	int used = 0;
 	sscanf(refusal, "%*d %15s %n", dsn, &used);
-	delivery_result_set(&res, i, code >= 500 ? DELIVERY_BOUNCE : DELIVERY_DEFER, code,
-			    dsn[0] != '\0' ? dsn : code >= 500 ? "5.0.0" : "4.0.0", "%s",
+	enum delivery_status st = code >= 500 ? DELIVERY_BOUNCE : code >= 400 ? DELIVERY_DEFER : DELIVERY_DONE;
+	delivery_result_set(&res, i, st, code, dsn[0] != '\0' ? dsn : code >= 500 ? "5.0.0" : "4.0.0", "%s",
 			    used > 0 ? refusal + used : refusal);
-	log_info("%s: to=<%s>, status=%s (refused at intake: %s)", m->id, m->env.rcpts[i].address,
-		 code >= 500 ? "bounced" : "deferred", refusal);
+	log_info("%s: to=<%s>, status=%s (at intake: %s)", m->id, m->env.rcpts[i].address,
+		 st == DELIVERY_BOUNCE ? "bounced" : st == DELIVERY_DEFER ? "deferred" : "discarded", refusal);
+	if (st == DELIVERY_DONE && qmgr_msg_open(m) < 0)
+		log_error("%s: cannot open the queue file: %s", m->id, strerror(errno));
 	qmgr_record(m, &res);
 }
 

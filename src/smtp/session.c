@@ -216,6 +216,8 @@ static void session_event_cb(struct bufferevent *bev, short what, void *arg)
 		log_info("TLS handshake failed from [%s]", s->addr);
 	else if (what & BEV_EVENT_ERROR)
 		log_info("lost connection from [%s]", s->addr);
+	if (s->free_after_commit)
+		return; /* already waiting to be freed by the commit's or the lookup's callback */
 	if (session_waiting(s)) {
 		s->free_after_commit = true;
 		s->state = SESSION_CLOSING;

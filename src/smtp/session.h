@@ -44,6 +44,9 @@ struct session {
 	struct bufferevent *bev;
 	struct wflush *wf; /* on the socket bufferevent, under any TLS filter */
 	bool held; /* the message in commit goes to hold/ (a hold: rule) */
+	char **accepted; /* each accepted RCPT as the client wrote it: LMTP answers these after
+			    DATA, one line each, however many recipients an alias made of one */
+	size_t naccepted;
 	struct event *timer;
 	enum session_state state;
 	bool lmtp, local_client, esmtp, tls, greeted, skip_line, draining, free_after_commit;
@@ -89,6 +92,8 @@ void session_reset_tx(struct session *s);
 
 /* session_rcpt.c */
 void session_rcpt(struct session *s, const char *arg);
+/* Forgets the accepted RCPTs (at the end of a transaction). */
+void session_rcpt_clear(struct session *s);
 
 /* session_data.c */
 void session_data_start(struct session *s);

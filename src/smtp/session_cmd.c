@@ -27,6 +27,7 @@ void session_reset_tx(struct session *s)
 	qfile_abort(&s->qf);
 	cleanup_free(&s->cleanup);
 	queue_envelope_clear(&s->env);
+	session_rcpt_clear(s);
 	s->in_tx = false;
 	s->tx_smtputf8 = false;
 	s->rcpt_rejected = 0;

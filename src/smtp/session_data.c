@@ -19,15 +19,16 @@
 #include "queue/spool.h"
 #include "util/log.h"
 
-/* The reply at the end of DATA: once for SMTP, once per recipient for LMTP (RFC 2033 4.2). */
+/* The reply at the end of DATA: once for SMTP, once per accepted RCPT for LMTP (RFC 2033
+   4.2), whatever the aliases made of them. */
 static void session_data_reply(struct session *s, int code, const char *status, const char *text)
 {
 	if (!s->lmtp) {
 		session_reply(s, code, status, "%s", text);
 		return;
 	}
-	for (size_t i = 0; i < s->env.nrcpts; i++)
-		session_reply(s, code, status, "<%s> %s", s->env.rcpts[i].address, text);
+	for (size_t i = 0; i < s->naccepted; i++)
+		session_reply(s, code, status, "<%s> %s", s->accepted[i], text);
 }
 
 static void session_storage_error(struct session *s, int err)
@@ -98,6 +99,8 @@ static void session_committed(void *arg, int result)
 		if (result == 0)
 			log_warn("%s: queued, but the client left before the reply; it may send it again",
 				 s->id);
+		if (result == 0 && s->ctx->qmgr != NULL && !s->held)
+			qmgr_enqueue(s->ctx->qmgr, s->id); /* queued all the same: deliver it */
 		smtp_server_unlink(s->srv, s);
 		return;
 	}

@@ -76,6 +76,21 @@ static bool session_rcpt_permitted(const struct session *s, const struct smtp_rc
 	       router_covers(s->ctx->router, rcpt) || session_client_trusted(s);
 }
 
+void session_rcpt_clear(struct session *s)
+{
+	for (size_t i = 0; i < s->naccepted; i++)
+		free(s->accepted[i]);
+	xfree(&s->accepted);
+	s->naccepted = 0;
+}
+
+static void session_rcpt_accept(struct session *s, const struct smtp_rcpt_args *args)
+{
+	s->accepted = xrealloc(s->accepted, (s->naccepted + 1) * sizeof(*s->accepted));
+	s->accepted[s->naccepted++] = xstrdup(args->to.mailbox);
+	session_reply(s, 250, "2.1.5", "Ok");
+}
+
 static void session_rcpt_refuse(struct session *s, const struct smtp_rcpt_args *args, int code,
 				const char *status, const char *text)
 {
@@ -98,13 +113,12 @@ static void session_rcpt_plain(struct session *s, const struct smtp_rcpt_args *a
 		return;
 	}
 	session_add_rcpt(s, args, rcpt);
-	session_reply(s, 250, "2.1.5", "Ok");
+	session_rcpt_accept(s, args);
 }
 
-/* Local targets are answered here: error: with its reply, discard: by adding nothing beside
-   the alias's addresses; the others (pipe:, maildir:, ...), and an alias that only discards,
-   have no delivery agent yet and wait (4xx) rather than bounce. Returns true when the RCPT
-   was answered. */
+/* Local targets are answered here: error: with its reply; the others but discard: (pipe:,
+   maildir:, ...) have no delivery agent yet and wait (4xx) rather than bounce. Returns true
+   when the RCPT was answered. */
 static bool session_rcpt_local(struct session *s, const struct rcpt_lookup *l, size_t *addresses_r)
 {
 	*addresses_r = 0;
@@ -130,9 +144,7 @@ static bool session_rcpt_local(struct session *s, const struct rcpt_lookup *l, s
 		if (kind != NEXTHOP_DISCARD)
 			return true;
 	}
-	if (*addresses_r == 0)
-		session_rcpt_refuse(s, &l->args, 451, "4.3.5", "alias target not available yet");
-	return *addresses_r == 0;
+	return false;
 }
 
 static void session_rcpt_expanded(struct session *s, const struct rcpt_lookup *l)
@@ -148,8 +160,12 @@ static void session_rcpt_expanded(struct session *s, const struct rcpt_lookup *l
 		if (!l->res.targets[i].local)
 			session_add_rcpt(s, &l->args, l->res.targets[i].target);
 	}
+	if (n == 0) { /* only discard: the queue manager records it delivered, as pickup does */
+		session_add_rcpt(s, &l->args, l->rcpt);
+		queue_envelope_refuse_last(&s->env, QUEUE_DISCARDED);
+	}
 	log_info("%s: alias <%s> -> %zu recipients", s->id, l->rcpt, n);
-	session_reply(s, 250, "2.1.5", "Ok");
+	session_rcpt_accept(s, &l->args);
 }
 
 static void session_rcpt_answer(struct session *s, const struct rcpt_lookup *l, int result)
@@ -192,6 +208,10 @@ static void session_rcpt_done(void *arg, int result)
 	struct session *s = l->s;
 	if (s->free_after_commit) {
 		smtp_server_unlink(s->srv, s);
+	} else if (result == STORE_CANCELLED) { /* the daemon is stopping */
+		s->state = SESSION_COMMAND;
+		session_reply(s, 421, "4.3.2", "%s Service shutting down", s->ctx->hostname);
+		session_close(s);
 	} else {
 		s->state = SESSION_COMMAND;
 		session_rcpt_answer(s, l, result);

@@ -363,5 +363,38 @@ def test_sendmail_recipients_expanded_at_pickup():
             assert "gone2@robots.test" in text and "5.1.6" in text and "gone away" in text, text
 
 
+def test_lmtp_replies_per_rcpt_and_discard_only_alias():
+    """LMTP answers once per accepted RCPT after DATA, however many recipients an alias made of
+    it (RFC 2033 4.2); an alias that only discards is accepted and delivered nowhere."""
+    with Sink() as sink, Sink(lmtp=True) as lmtp:
+        d, _ = routed_daemon(sink, lmtp)
+        with d:
+            alias(d, "multi@robots.test", "m1@robots.test", "m2@robots.test", "m3@lmtp.test")
+            alias(d, "void@robots.test", "discard:")
+            d.start()
+            r = Raw(d.lmtp_port)
+            assert r.reply()[0] == 220 and r.cmd("LHLO client.test")[0] == 250
+            assert r.cmd("MAIL FROM:<s@client.test>")[0] == 250
+            assert r.cmd("RCPT TO:<multi@robots.test>")[0] == 250
+            assert r.cmd("RCPT TO:<void@robots.test>")[0] == 250
+            assert r.cmd("DATA")[0] == 354
+            r.send(b"Subject: lmtp\r\n\r\nx\r\n.\r\n")
+            first, second = r.reply(), r.reply()
+            assert first[1][0].startswith("250 2.1.5 <multi@robots.test>"), first
+            assert second[1][0].startswith("250 2.1.5 <void@robots.test>"), second
+            code, lines = r.cmd("NOOP")  # in step: the next reply is NOOP's
+            assert code == 250 and "Ok" in lines[0] and "<" not in lines[0], lines
+            r.cmd("QUIT")
+            got = sink.wait(1)
+            assert sorted(got[0]["accepted"]) == ["m1@robots.test", "m2@robots.test"], got
+            assert lmtp.wait(1)[0]["accepted"] == ["m3@lmtp.test"]
+            deadline = time.time() + 10
+            while "to=<void@robots.test>" not in d.logtext() and time.time() < deadline:
+                time.sleep(0.05)
+            assert "discarded by its alias" in d.logtext()
+            time.sleep(0.5)
+            assert len(sink.messages) == 1 and len(lmtp.messages) == 1
+
+
 if __name__ == "__main__":
     harness.run_tests(globals())
