@@ -1,7 +1,10 @@
 /* /v1/aliases: the aliases in the store (docs/api.md). Input is checked here, on the loop;
    the store call runs on a store worker (store_async.h) and the reply follows when it is back.
-   A client that hangs up meanwhile is noticed through its connection's close callback, so the
-   late answer is dropped instead of written to a request libevent has freed. */
+   The connection's close callback tells when libevent frees the request first (it does at
+   shutdown, in evhttp_free), so the late answer is dropped instead of written to freed memory.
+   libevent 2.1 stops reading a connection while its request is pending, so a client that
+   hangs up meanwhile is only noticed when the reply is written; should a later libevent detach
+   the request on EOF instead, the request would leak here (not be used after free). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
