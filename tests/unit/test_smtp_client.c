@@ -1622,11 +1622,14 @@ static struct smtp_nexthop mx_hop(const char *domain, int port)
 static void test_mx_delivery_with_fallback(void **state)
 {
 	NEED_DNSMASQ();
-	/* mx1 (127.0.0.2) greets with 421; mx2 (127.0.0.1, same port) takes the mail */
-	int port = peer_start(0, "{\"listen\": \"127.0.0.2:0\", \"replies\": {\"CONNECT\": \"421 4.3.2 mx1 busy\"}}");
-	char script[128];
-	snprintf(script, sizeof(script), "{\"listen\": \"127.0.0.1:%d\"}", port);
-	peer_start(1, script);
+	/* mx1 (127.0.0.2) greets with 421; mx2 (127.0.0.1, same port) takes the mail. The port is
+	   chosen on the busy 127.0.0.1 first, where other tests' connections take ports too; the
+	   quiet 127.0.0.2 then has it free. */
+	int port = peer_start(1, "{\"listen\": \"127.0.0.1:0\"}");
+	char script[160];
+	snprintf(script, sizeof(script),
+		 "{\"listen\": \"127.0.0.2:%d\", \"replies\": {\"CONNECT\": \"421 4.3.2 mx1 busy\"}}", port);
+	peer_start(0, script);
 	client_start();
 	struct smtp_nexthop hop = mx_hop("example.test", port);
 	struct outcome o;
