@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/fsutil.h"
 #include "util/log.h"
 #include "util/protolimits.h"
 #include "util/xalloc.h"
@@ -1035,35 +1036,13 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	return config_parse_finish(&p, conf_r, errors_r);
 }
 
-static int config_file_read(const char *path, struct buf *text)
-{
-	char chunk[65536];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || text->len + (size_t)n > CONFIG_FILE_MAX) {
-			int saved = n < 0 ? errno : EFBIG;
-			close(fd);
-			errno = saved;
-			return -1;
-		}
-		buf_append(text, chunk, (size_t)n);
-	}
-	close(fd);
-	return 0;
-}
 
 int config_load(const char *path, struct config **conf_r, char **errors_r)
 {
 	struct buf text = { 0 };
 	int ret;
 
-	if (config_file_read(path, &text) < 0) {
+	if (fs_read_file(path, CONFIG_FILE_MAX, &text) < 0) {
 		if (errors_r != NULL)
 			*errors_r = xasprintf("%s: cannot read: %s", path, strerror(errno));
 		*conf_r = NULL;

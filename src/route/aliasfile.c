@@ -10,6 +10,7 @@
 
 #include "msg/address.h"
 #include "util/buf.h"
+#include "util/fsutil.h"
 #include "util/xalloc.h"
 
 /* One parse: where we are, and the entry being gathered from its line and continuation
@@ -455,37 +456,14 @@ int aliasfile_parse(const char *name, const char *text, size_t len, const char *
 }
 
 /* Reads the whole file at path into b. Returns 0, or -1 with *error_r. */
-static int aliasfile_read(const char *path, struct buf *b, const char **error_r)
-{
-	FILE *fp = fopen(path, "r");
-	char chunk[8192];
-	size_t n;
-
-	if (fp == NULL) {
-		*error_r = strerror(errno);
-		return -1;
-	}
-	while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0) {
-		if (b->len + n > (size_t)ALIASFILE_SIZE_MAX) {
-			fclose(fp);
-			*error_r = "file too large";
-			return -1;
-		}
-		buf_append(b, chunk, n);
-	}
-	int failed = ferror(fp);
-	fclose(fp);
-	if (failed)
-		*error_r = "read error";
-	return failed ? -1 : 0;
-}
 
 int aliasfile_load(const char *path, const char *domain, struct aliasfile **file_r)
 {
 	struct buf text = { 0 };
 	const char *error;
 
-	if (aliasfile_read(path, &text, &error) < 0) {
+	if (fs_read_file(path, (size_t)ALIASFILE_SIZE_MAX, &text) < 0) {
+		error = errno == EFBIG ? "file too large" : strerror(errno);
 		char *msg = xasprintf("%s: %s", path, error);
 		*file_r = xcalloc(1, sizeof(**file_r));
 		aliasfile_push_error(*file_r, msg);

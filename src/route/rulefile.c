@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "util/buf.h"
+#include "util/fsutil.h"
 #include "util/xalloc.h"
 
 struct rulefile_errors {
@@ -225,28 +226,6 @@ int rulefile_parse(const char *name, const char *text, size_t len, const struct 
 	return -1;
 }
 
-static int rulefile_read(const char *path, struct buf *text)
-{
-	char chunk[65536];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -1;
-	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 || text->len + (size_t)n > RULEFILE_SIZE_MAX) {
-			int saved = n < 0 ? errno : EFBIG;
-			close(fd);
-			errno = saved;
-			return -1;
-		}
-		buf_append(text, chunk, (size_t)n);
-	}
-	close(fd);
-	return 0;
-}
 
 int rulefile_load(const char *path, const struct vars *vars, rulefile_rule_cb *cb, void *arg,
 		  char **errors_r)
@@ -254,7 +233,7 @@ int rulefile_load(const char *path, const struct vars *vars, rulefile_rule_cb *c
 	struct buf text = { 0 };
 	int ret;
 
-	if (rulefile_read(path, &text) < 0) {
+	if (fs_read_file(path, RULEFILE_SIZE_MAX, &text) < 0) {
 		*errors_r = xasprintf("%s: cannot read: %s", path, strerror(errno));
 		ret = -1;
 	} else {

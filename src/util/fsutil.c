@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "util/buf.h"
+
 int fs_mkdir_p(const char *path, mode_t mode)
 {
 	char tmp[4096];
@@ -70,4 +72,26 @@ int fs_fsync_dir(const char *path)
 	close(fd);
 	errno = saved;
 	return rc;
+}
+
+int fs_read_file(const char *path, size_t max, struct buf *text)
+{
+	char chunk[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 || text->len + (size_t)n > max) {
+			int saved = n < 0 ? errno : EFBIG;
+			close(fd);
+			errno = saved;
+			return -1;
+		}
+		buf_append(text, chunk, (size_t)n);
+	}
+	close(fd);
+	return 0;
 }
