@@ -28,9 +28,19 @@ def available():
 
 
 def _free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free for both UDP and TCP on 127.0.0.1: dnsmasq listens on both, and the TCP
+    side is where the other tests' connections take ports."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+            t.bind(("127.0.0.1", 0))
+            port = t.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                try:
+                    u.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port for dnsmasq")
 
 
 def _encode_name(name):
@@ -92,7 +102,18 @@ class Dnsmasq:
             lines += ["host-record=%s,%s" % (name, a) for a in addrs]
         return lines + self.extra
 
-    def start(self, timeout=5.0):
+    def start(self, timeout=5.0, attempts=3):
+        """Starts dnsmasq; a port taken between choosing it and dnsmasq's bind (a parallel
+        test's connection) means another try on another port."""
+        for attempt in range(attempts):
+            try:
+                return self._start(timeout)
+            except RuntimeError as e:
+                if "Address already in use" not in str(e) or attempt == attempts - 1:
+                    raise
+                self.stop()
+
+    def _start(self, timeout):
         if not available():
             raise RuntimeError(DNSMASQ + " is missing (scripts/bootstrap installs dnsmasq-base)")
         self.dir = tempfile.mkdtemp(prefix="postern-dnsmasq-")
