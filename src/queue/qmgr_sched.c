@@ -137,8 +137,6 @@ static void qmgr_refused(struct qmsg *m, size_t i, const char *refusal)
 			    used > 0 ? refusal + used : refusal);
 	log_info("%s: to=<%s>, status=%s (at intake: %s)", m->id, m->env.rcpts[i].address,
 		 st == DELIVERY_BOUNCE ? "bounced" : st == DELIVERY_DEFER ? "deferred" : "discarded", refusal);
-	if (st == DELIVERY_DONE && qmgr_msg_open(m) < 0)
-		log_error("%s: cannot open the queue file: %s", m->id, strerror(errno));
 	qmgr_record(m, &res);
 }
 
@@ -171,8 +169,6 @@ static bool qmgr_route(struct qmgr *q, struct qmsg *m, size_t i, struct smtp_nex
 		delivery_result_set(&res, i, DELIVERY_DEFER, 0, "4.3.5", "bad next hop in %s:%u", rule->file,
 				    rule->line);
 	}
-	if (res.status == DELIVERY_DONE && qmgr_msg_open(m) < 0)
-		log_error("%s: cannot open the queue file: %s", m->id, strerror(errno));
 	log_info("%s: to=<%s>, rule=%s:%u, status=%s (%s)", m->id, address, rule->file, rule->line,
 		 res.status == DELIVERY_DONE ? "discarded" : res.status == DELIVERY_BOUNCE ? "bounced" : "deferred",
 		 res.text);
@@ -311,7 +307,8 @@ static void qmgr_record(struct qmsg *m, const struct delivery_result *r)
 	} else {
 		qr->state = QRCPT_FINAL;
 		qr->notify_success = (m->env.rcpts[r->index].notify & SMTP_NOTIFY_SUCCESS) && !r->dsn_passed;
-		if (qfile_set_rcpt_state(m->fd, &m->env.rcpts[r->index], QFILE_RCPT_DONE) < 0)
+		/* results decided without an agent (rules, refusals) come before the file is open */
+		if (qmgr_msg_open(m) < 0 || qfile_set_rcpt_state(m->fd, &m->env.rcpts[r->index], QFILE_RCPT_DONE) < 0)
 			log_error("%s: cannot record delivery: %m", m->id);
 	}
 }
